@@ -1,0 +1,1 @@
+"""Winner sources, image decoding and transforms, and the latent/text-embedding cache."""
