@@ -1,0 +1,92 @@
+"""Judges by name: `load_judge("pickscore", {"model": ..., "processor": ...})`.
+
+Each judge takes its weights from local paths, given as a dict whose keys are listed in
+`JUDGE_PATHS` (required first, then optional). The embedded `digit` judge needs none.
+
+| name          | required paths       | optional paths | weights                                             |
+|---------------|----------------------|----------------|-----------------------------------------------------|
+| `digit`       |                      |                | the embedded demo's classifier (built on first use) |
+| `pickscore`   | model                | processor      | yuvalkirstain/PickScore_v1 + laion CLIP-ViT-H-14 processor |
+| `clip`        | model                | processor      | any transformers CLIP folder                        |
+| `hps`         | checkpoint           | processor      | HPS_v2_compressed.pt + laion CLIP-ViT-H-14 processor |
+| `hpsv2.1`     | checkpoint           | processor      | HPS_v2.1_compressed.pt + the same processor         |
+| `aesthetic`   | clip, head           | processor      | openai/clip-vit-large-patch14 + sac+logos+ava1-l14-linearMSE.pth |
+| `imagereward` | model                | med_config     | ImageReward.pt (needs the `image-reward` package)   |
+
+Heavy imports happen inside the loaders, so listing names costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from seppo.errors import ConfigError
+from seppo.judges.base import Judge
+
+
+def _digit(paths: Mapping[str, str], device: str) -> Judge:
+    from seppo.embedded.judge import load_digit_judge
+
+    return load_digit_judge()
+
+
+def _pickscore(paths, device):
+    from seppo.judges.clip import PickScoreJudge
+
+    return PickScoreJudge(paths["model"], paths.get("processor"), device=device)
+
+
+def _clip(paths, device):
+    from seppo.judges.clip import ClipScoreJudge
+
+    return ClipScoreJudge(paths["model"], paths.get("processor"), device=device)
+
+
+def _hps(version: str) -> Callable[[Mapping[str, str], str], Judge]:
+    def load(paths, device):
+        from seppo.judges.clip import HPSv2Judge
+
+        return HPSv2Judge(paths["checkpoint"], version, processor_path=paths.get("processor"), device=device)
+
+    return load
+
+
+def _aesthetic(paths, device):
+    from seppo.judges.clip import AestheticJudge
+
+    return AestheticJudge(paths["clip"], paths["head"], paths.get("processor"), device=device)
+
+
+def _imagereward(paths, device):
+    from seppo.judges.clip import ImageRewardJudge
+
+    return ImageRewardJudge(paths["model"], paths.get("med_config"), device=device)
+
+
+# name -> (loader, required path keys, optional path keys)
+_JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple]] = {
+    "digit": (_digit, (), ()),
+    "pickscore": (_pickscore, ("model",), ("processor",)),
+    "clip": (_clip, ("model",), ("processor",)),
+    "hps": (_hps("v2"), ("checkpoint",), ("processor",)),
+    "hpsv2.1": (_hps("v2.1"), ("checkpoint",), ("processor",)),
+    "aesthetic": (_aesthetic, ("clip", "head"), ("processor",)),
+    "imagereward": (_imagereward, ("model",), ("med_config",)),
+}
+JUDGE_NAMES: tuple[str, ...] = tuple(_JUDGES)
+JUDGE_PATHS: dict[str, tuple[str, ...]] = {name: req + opt for name, (_, req, opt) in _JUDGES.items()}
+
+
+def load_judge(name: str, paths: Mapping[str, str] | None = None, device: str = "cpu") -> Judge:
+    """Build the judge `name` from local weight paths; `ConfigError` names a bad name or path key."""
+    if name not in _JUDGES:
+        raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(JUDGE_NAMES)}")
+    loader, required, optional = _JUDGES[name]
+    paths = dict(paths or {})
+    unknown = sorted(set(paths) - set(required) - set(optional))
+    if unknown:
+        raise ConfigError(f"judge {name!r} takes paths {list(required + optional)}, not {unknown}")
+    missing = [key for key in required if not paths.get(key)]
+    if missing:
+        raise ConfigError(f"judge {name!r} needs paths {missing}")
+    return loader(paths, device)
