@@ -1,0 +1,142 @@
+"""Build Pick-a-Digit: preference pairs in the Pick-a-Pic schema, labelled by the annotator.
+
+As in Pick-a-Pic, each prompt gets two images from two generators drawn at random (possibly
+the same generator twice, with different noise), and a user, here the simulated
+`Annotator`, picks one or calls a tie. The parquet has Pick-a-Pic's columns:
+
+| column             | type    | meaning                                            |
+|--------------------|---------|----------------------------------------------------|
+| caption            | string  | the prompt, "a handwritten digit 3"                |
+| jpg_0, jpg_1       | binary  | PNG bytes of a 16x16 'L' image (the name is Pick-a-Pic's) |
+| label_0, label_1   | float64 | 1.0 / 0.0 / 0.5 (tie); label_1 = 1 - label_0       |
+| model_0, model_1   | string  | generator names                                    |
+
+Ties stay in the file; the loader drops them, as for the real Pick-a-Pic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from seppo.embedded.digits import IMAGE_SIZE, digit_prompt, from_pil, to_pil
+from seppo.embedded.judge import Annotator, DigitJudge, load_digit_judge, preference_label
+
+# generator(prompts, seed) -> one image per prompt. Images at different positions of one
+# call must be independent draws, so one call may serve both sides of a pair.
+Generator = Callable[[list[str], int], list[Image.Image]]
+
+SCHEMA = pa.schema([
+    ("caption", pa.string()),
+    ("jpg_0", pa.binary()), ("jpg_1", pa.binary()),
+    ("label_0", pa.float64()), ("label_1", pa.float64()),
+    ("model_0", pa.string()), ("model_1", pa.string()),
+])
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    to_pil(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _chunk_seed(seed: int, name: str, chunk: int) -> int:
+    # Keyed by the generator's name, not its position, so adding a generator leaves the
+    # others' images unchanged.
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode()), chunk]).generate_state(1)[0])
+
+
+def _generate(generators: dict[str, Generator], names: list[str], prompts: list[str],
+              sides: np.ndarray, seed: int, chunk_size: int) -> np.ndarray:
+    """Images for every (prompt, side), one generator call per chunk: (P, 2, 16, 16)."""
+    images = np.zeros((len(prompts), 2, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    for g, name in enumerate(names):
+        requests = np.argwhere(sides == g)  # (R, 2) rows of (prompt index, side)
+        for k, start in enumerate(range(0, len(requests), chunk_size)):
+            chunk = requests[start:start + chunk_size]
+            out = generators[name]([prompts[i] for i, _ in chunk], _chunk_seed(seed, name, k))
+            if len(out) != len(chunk):
+                raise ValueError(f"generator {name!r} returned {len(out)} images for {len(chunk)} prompts")
+            for (i, side), image in zip(chunk, out):
+                images[i, side] = from_pil(image)
+    return images
+
+
+def _win_rates(names: list[str], sides: np.ndarray, label_0: np.ndarray) -> dict[str, float | None]:
+    """Each generator's mean score (win 1, tie ½, loss 0) against *other* generators.
+
+    Self-pairs are left out: they always score ½ and would pull every rate towards ½.
+    """
+    score = np.stack([label_0, 1.0 - label_0], axis=1)  # (P, 2): score of each side
+    mixed = sides[:, 0] != sides[:, 1]
+    rates = {}
+    for g, name in enumerate(names):
+        mine = (sides == g) & mixed[:, None]  # (P, 2)
+        rates[name] = float(score[mine].mean()) if mine.any() else None
+    return rates
+
+
+def build_pick_a_digit(generators: dict[str, Generator], *, prompts_per_digit: int, seed: int,
+                       annotator: Annotator, out_path: Path, judge: DigitJudge | None = None,
+                       chunk_size: int = 64, tie_margin: float = 0.02) -> dict:
+    """Generate, label and write Pick-a-Digit pairs; return summary statistics.
+
+    Prompts are digits 0..9 × `prompts_per_digit`. The returned dict holds: pairs, ties,
+    tie_share, images_per_generator, win_rate (per generator, against other generators),
+    winner_reward (mean `judge` reward of the non-tie winners), base_reward (mean reward of
+    all images of the generator named "base", None if absent) and winner_minus_base.
+    """
+    if not generators:
+        raise ValueError("build_pick_a_digit needs at least one generator")
+    judge = judge or load_digit_judge()
+    names = sorted(generators)
+    rng = np.random.default_rng(seed)
+
+    digits = np.repeat(np.arange(10), prompts_per_digit)  # (P,)
+    prompts = [digit_prompt(d) for d in digits]
+    sides = rng.integers(len(names), size=(len(prompts), 2))  # (P, 2) generator of each side
+    images = _generate(generators, names, prompts, sides, seed, chunk_size)  # (P, 2, 16, 16)
+
+    flat = images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)  # (2P, 16, 16): side 0, side 1, side 0, ...
+    utility = annotator.utility(flat, np.repeat(digits, 2)).reshape(-1, 2)  # (P, 2)
+    label_0 = preference_label(utility[:, 0], utility[:, 1], tie_margin)  # (P,)
+
+    table = pa.table({
+        "caption": prompts,
+        "jpg_0": [_png(x) for x in images[:, 0]], "jpg_1": [_png(x) for x in images[:, 1]],
+        "label_0": label_0, "label_1": 1.0 - label_0,
+        "model_0": [names[g] for g in sides[:, 0]], "model_1": [names[g] for g in sides[:, 1]],
+    }, schema=SCHEMA)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out_path)  # atomic: a reader never sees half a parquet
+
+    decided = label_0 != 0.5
+    winners = images[decided, np.where(label_0[decided] == 1.0, 0, 1)]  # (W, 16, 16)
+    winner_reward = float(judge.score_arrays(winners, digits[decided]).mean()) if decided.any() else None
+    base_reward = None
+    if "base" in generators:
+        is_base = sides == names.index("base")  # (P, 2)
+        base_digits = np.broadcast_to(digits[:, None], sides.shape)[is_base]
+        base_reward = float(judge.score_arrays(images[is_base], base_digits).mean())
+    gap = None if winner_reward is None or base_reward is None else winner_reward - base_reward
+    return {
+        "pairs": len(prompts),
+        "ties": int((~decided).sum()),
+        "tie_share": float((~decided).mean()),
+        "images_per_generator": {n: int((sides == g).sum()) for g, n in enumerate(names)},
+        "win_rate": _win_rates(names, sides, label_0),
+        "winner_reward": winner_reward,
+        "base_reward": base_reward,
+        "winner_minus_base": gap,
+    }
