@@ -1,0 +1,336 @@
+"""Configs: nested dataclasses, YAML files and dotted command-line overrides.
+
+`load_config("configs/x.yaml", ["train.lr=1e-5", "method=sft"])` reads the YAML, applies
+the overrides, checks every key and type, and checks the combination (a `dpo` run needs
+pairs, `sft` has no flipper, `spin`/`ditto` fix their reference and flipper). Every
+problem is a `ConfigError` naming the key. Each field is documented once, here, with its
+unit and whether it is per process or global. "(ours)" marks a choice the SePPO paper
+does not state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seppo.errors import ConfigError
+
+METHODS = ("seppo", "sft", "dpo", "spin", "ditto")
+REFERENCES = ("uniform", "initial", "latest")
+REDRAWS = ("iteration", "update")
+# The presets fix these two fields (DESIGN.md §1 table).
+PRESETS = {"spin": {"reference": "latest", "flipper": "none"}, "ditto": {"reference": "initial", "flipper": "none"}}
+
+
+@dataclass
+class ModelConfig:
+    # A diffusers folder (SD-1.x/2.x, SDXL, or the embedded tiny model), or "embedded:digits"
+    # for the embedded base, pretrained and cached under $SEPPO_CACHE on first use.
+    path: str = "embedded:digits"
+    # A single .safetensors/.ckpt UNet file loaded with from_single_file, configured by `path`.
+    single_file: str = ""
+    # An AnimateDiff MotionAdapter folder; turns the image model into a video model.
+    motion_adapter: str = ""
+    # "auto" reads the scheduler config; "epsilon" or "v_prediction" override it.
+    prediction_type: str = "auto"
+
+
+@dataclass
+class TinyUNetConfig:
+    """Geometry of the embedded tiny base model (only used by `seppo pretrain`)."""
+
+    sample_size: int = 16  # pixels per side
+    channels: int = 1  # greyscale digits
+    block_out_channels: list = field(default_factory=lambda: [16, 32])
+    layers_per_block: int = 1
+    cross_attention_dim: int = 32
+    attention_head_dim: int = 8
+    norm_num_groups: int = 8
+    num_train_timesteps: int = 1000
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 1200  # optimizer steps
+    batch_size: int = 64  # per process
+    lr: float = 2e-3
+    empty_prompt_prob: float = 0.15  # prompt dropout, so "" is the unconditional prompt for guidance
+    # Extra steps for the "stronger" generator used to build Pick-a-Digit (Pick-a-Pic's
+    # generators are mostly stronger than the base).
+    strong_extra_steps: int = 1800
+    unet: TinyUNetConfig = field(default_factory=TinyUNetConfig)
+
+
+@dataclass
+class DataConfig:
+    # Where winners come from: "embedded" (Pick-a-Digit, built on first use), "pickapic"
+    # (parquet shards: file, folder or glob), "imagefolder" (metadata.jsonl), "disk" (datasets.save_to_disk).
+    source: str = "embedded"
+    path: str = ""
+    caption_column: str = "caption"
+    image_column: str = "image"
+    loser_column: str = ""  # "disk" source: the column holding losers (needed by method dpo)
+    resolution: int = 16  # pixels per side after resize and crop
+    crop: str = "center"  # "center" or "random"; cached training uses center crops
+    hflip: bool = False  # random horizontal flip (Diffusion-DPO recipe: on); digits: off, a flip changes them
+    empty_prompt_prob: float = 0.0  # prompt dropout during alignment (paper: 0; Diffusion-DPO: 0.2)
+    min_size: int = 8  # images smaller than this on a side are bad records
+    on_bad_record: str = "error"  # "error" stops at the first; "skip" counts and skips
+    max_bad_fraction: float = 0.01  # with "skip": stop once more than this share is bad
+    limit: int = 0  # use only the first N usable records (0 = all)
+    num_frames: int = 8  # video sources: frames per clip
+    frame_stride: int = 1  # video sources: take every n-th frame
+
+
+@dataclass
+class SamplerConfig:
+    """How reference samples x^ref are generated (ours: the paper does not say)."""
+
+    steps: int = 8  # DDIM steps (SD scale: 20)
+    guidance: float = 3.0  # classifier-free guidance scale (SD scale: 7.5)
+    eta: float = 0.0  # DDIM η: 0 is deterministic given the initial noise
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 5  # K: checkpoints appended to the pool; the run is K·U updates
+    updates_per_iteration: int = 20  # U: optimizer updates per iteration
+    batch_size: int = 32  # prompts per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer update
+    lr: float = 1e-4  # peak learning rate (Diffusion-DPO SD-1.5: 1e-8 × effective batch)
+    lr_warmup_steps: int = 0  # linear warm-up, in updates
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    mode: str = "full"  # "full" fine-tunes the UNet; "lora" trains peft adapters on it
+    lora_rank: int = 8
+    lora_alpha: float = 8.0
+    lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    train_motion_only: bool = True  # video: train the motion modules, base image weights frozen
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (through accelerate)
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False  # needs bitsandbytes
+    max_bad_steps: int = 5  # consecutive non-finite updates before the run stops
+
+
+@dataclass
+class PoolConfig:
+    storage: str = "cpu"  # where full-weight snapshots live: "cpu" or "disk" (LoRA snapshots: always cpu)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 50  # updates between checkpoints (0: only at the end)
+    keep_last: int = 2  # complete checkpoints kept; the newest is never deleted
+
+
+@dataclass
+class LogConfig:
+    every: int = 1  # updates between metric rows
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    method: str = "seppo"  # seppo | sft | dpo | spin | ditto (DESIGN.md §1)
+    flipper: str = "sign"  # sign | indicator | none (seppo only)
+    reference: str = "uniform"  # uniform | initial | latest: which pool entry is π_ref
+    redraw: str = "iteration"  # re-draw the reference every "iteration" (ours) or every "update"
+    beta: float = 5000.0  # β (Diffusion-DPO SD-1.5 convention; ours for SePPO)
+    seed: int = 0
+    output_dir: str = "runs/seppo"
+    resume: bool = False  # continue from the latest complete checkpoint in output_dir
+    overwrite: bool = False  # allow writing into an output_dir that holds another run
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.method != "sft"
+
+    @property
+    def needs_pairs(self) -> bool:
+        return self.method == "dpo"
+
+    @property
+    def total_updates(self) -> int:
+        return self.train.iterations * self.train.updates_per_iteration
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check: bool = True) -> Config:
+    """Read a YAML config (or the defaults), apply `key.sub=value` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    explicit = set(raw)
+    if isinstance(raw.get("method"), str):
+        apply_presets(raw["method"], raw)
+    config = _build(Config, raw, prefix="")
+    if check:
+        validate(config, explicit=explicit)
+    return config
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls, raw: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"unknown config key: {prefix}{key}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        kwargs[f.name] = _coerce(hints[f.name], raw[f.name], f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, key: str):
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a section (mapping), got {value!r}")
+        return _build(hint, value, prefix=f"{key}.")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key {key}: expected a string, got {value!r}")
+    if hint is list or typing.get_origin(hint) is list:
+        if isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+    if isinstance(hint, types.UnionType):
+        return value
+    raise TypeError(f"config key {key}: unsupported field type {hint}")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _choice(key: str, value: str, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"config key {key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value, *, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"config key {key}: must be {'≥ 0' if zero_ok else '> 0'}, got {value}")
+
+
+def validate(c: Config, *, explicit: set[str] | None = None) -> None:
+    """Check choices, ranges and combinations; raise ConfigError naming the key."""
+    _choice("method", c.method, METHODS)
+    from seppo.losses import FLIPPERS
+
+    _choice("flipper", c.flipper, FLIPPERS)
+    _choice("reference", c.reference, REFERENCES)
+    _choice("redraw", c.redraw, REDRAWS)
+    _choice("data.source", c.data.source, ("embedded", "pickapic", "imagefolder", "disk"))
+    _choice("data.crop", c.data.crop, ("center", "random"))
+    _choice("data.on_bad_record", c.data.on_bad_record, ("error", "skip"))
+    _choice("train.mode", c.train.mode, ("full", "lora"))
+    _choice("train.mixed_precision", c.train.mixed_precision, ("no", "fp16", "bf16"))
+    _choice("pool.storage", c.pool.storage, ("cpu", "disk"))
+    _choice("model.prediction_type", c.model.prediction_type, ("auto", "epsilon", "v_prediction"))
+    _positive("train.iterations", c.train.iterations)
+    _positive("train.updates_per_iteration", c.train.updates_per_iteration)
+    _positive("train.batch_size", c.train.batch_size)
+    _positive("train.grad_accum", c.train.grad_accum)
+    _positive("train.lr", c.train.lr)
+    _positive("train.lr_warmup_steps", c.train.lr_warmup_steps, zero_ok=True)
+    _positive("train.max_bad_steps", c.train.max_bad_steps)
+    _positive("beta", c.beta)
+    _positive("sampler.steps", c.sampler.steps)
+    _positive("sampler.guidance", c.sampler.guidance, zero_ok=True)
+    _positive("sampler.eta", c.sampler.eta, zero_ok=True)
+    _positive("data.resolution", c.data.resolution)
+    _positive("checkpoints.every", c.checkpoints.every, zero_ok=True)
+    _positive("checkpoints.keep_last", c.checkpoints.keep_last)
+    _positive("pretrain.steps", c.pretrain.steps)
+    for key, p in (("data.empty_prompt_prob", c.data.empty_prompt_prob), ("data.max_bad_fraction", c.data.max_bad_fraction)):
+        if not 0 <= p <= 1:
+            raise ConfigError(f"config key {key}: must be between 0 and 1, got {p}")
+    if c.data.source != "embedded" and not c.data.path:
+        raise ConfigError(f"config key data.path: required for data.source {c.data.source}")
+    if c.needs_pairs and (c.data.source == "imagefolder" or (c.data.source == "disk" and not c.data.loser_column)):
+        raise ConfigError(f"config key method: dpo needs preference pairs, but data.source {c.data.source} holds winners only")
+    if c.method in PRESETS:
+        for key, want in PRESETS[c.method].items():
+            if getattr(c, key) != want:
+                raise ConfigError(f"config key {key}: method {c.method} is a preset with {key} {want}, got {getattr(c, key)!r}")
+    if c.method == "sft" and explicit is not None:
+        for key in ("flipper", "reference", "redraw"):
+            if key in explicit:
+                raise ConfigError(f"config key {key}: method sft uses no reference model, so {key} does not apply")
+
+
+def apply_presets(raw_method: str, raw: dict) -> None:
+    """Fill the preset fields of `spin`/`ditto` when the config leaves them unset."""
+    for key, want in PRESETS.get(raw_method, {}).items():
+        raw.setdefault(key, want)
+
+
+def to_dict(c: Config) -> dict:
+    return dataclasses.asdict(c)
+
+
+def save_config(c: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(c), sort_keys=False))

@@ -1,0 +1,74 @@
+"""Batched generation in model space with classifier-free guidance, no gradient.
+
+Reference samples x^ref (DESIGN.md §1, step 2.2.2) never leave model space: a latent model
+never decodes and re-encodes them. Initial noise x_T and DDIM's η-noise are drawn per sample
+from streams keyed by the global sample index (seppo.rng), so a sample depends only on its
+prompt, its index and the model, not on batch size or process count.
+
+| code        | paper                                  |
+|-------------|----------------------------------------|
+| `x`         | x_t, the sample being denoised         |
+| `guidance`  | w, the classifier-free guidance scale  |
+| `eps_hat`   | ε̂ = ε_∅ + w·(ε_c − ε_∅) (or v̂, same form) |
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from seppo import rng
+from seppo.backbone import Backbone
+
+
+def ddim_scheduler(backbone: Backbone, steps: int):
+    """DDIM with trailing timestep spacing over the backbone's noise schedule."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(backbone.scheduler.config, timestep_spacing="trailing")
+    scheduler.set_timesteps(steps, device=backbone.device)
+    return scheduler
+
+
+@torch.no_grad()
+def generate(
+    backbone: Backbone,
+    cond: dict[str, torch.Tensor],
+    *,
+    shape: Sequence[int],
+    seed: int,
+    step: int,
+    indices: Sequence[int],
+    steps: int,
+    guidance: float,
+    eta: float = 0.0,
+    stream: str = "sampler",
+) -> torch.Tensor:
+    """Generate one sample per row of `cond` with the backbone's active model → (B, *shape)."""
+    device = backbone.device
+    batch = len(indices)
+    scheduler = ddim_scheduler(backbone, steps)
+    # 1. x_T ~ N(0, I), per sample.
+    x = rng.per_sample_randn(shape, seed=seed, stream=stream, step=step, indices=indices, device=device)
+    x = x * scheduler.init_noise_sigma
+    guided = guidance != 1.0
+    if guided:
+        null = backbone.null_cond(batch)
+        both = {k: torch.cat([null[k].to(device), cond[k].to(device)]) for k in cond}  # (2B, ...): ∅ first, then c
+    for i, t in enumerate(scheduler.timesteps):
+        t_batch = t.expand(batch).to(device)
+        # 2. ε̂ = ε_∅ + w·(ε_c − ε_∅), one UNet call on the stacked batch.
+        if guided:
+            out = backbone.predict(torch.cat([x, x]), torch.cat([t_batch, t_batch]), both)  # (2B, ...)
+            out_null, out_cond = out.chunk(2)
+            out = out_null + guidance * (out_cond - out_null)
+        else:
+            out = backbone.predict(x, t_batch, cond)
+        # 3. One DDIM step x_t → x_{t−1}; η > 0 adds per-sample noise of its own stream.
+        variance_noise = None
+        if eta > 0:
+            variance_noise = rng.per_sample_randn(shape, seed=seed, stream=f"{stream}_eta", step=step * 10_000 + i,
+                                                  indices=indices, device=device)
+        x = scheduler.step(out, t, x, eta=eta, variance_noise=variance_noise).prev_sample
+    return x
