@@ -69,6 +69,9 @@ class Backbone:
         self.is_sdxl = len(self.text_encoders) == 2
         self.mode = "full"
         self.reference_unet = None  # full mode: frozen copy holding the drawn snapshot
+        # The policy as accelerate prepared it (DDP-wrapped in multi-process runs); `unet`
+        # stays the plain module for names, adapters and export.
+        self.train_unet = None
         self._active = "policy"
         self._null_cond: dict[str, torch.Tensor] | None = None
         for module in (*self.text_encoders, self.vae):
@@ -238,7 +241,10 @@ class Backbone:
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         """The active model's output (ε or v) for noisy samples x_t at timesteps t."""
-        unet = self.reference_unet if (self._active == "reference" and self.mode == "full") else self.unet
+        if self._active == "reference":
+            unet = self.reference_unet if self.mode == "full" else self.unet
+        else:
+            unet = self.train_unet if self.train_unet is not None else self.unet
         hidden = cond["hidden"]
         if self.is_video:
             # UNetMotionModel wants the text repeated per frame: (B·F, L, D).

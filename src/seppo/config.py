@@ -64,6 +64,10 @@ class PretrainConfig:
     # Extra steps for the "stronger" generator used to build Pick-a-Digit (Pick-a-Pic's
     # generators are mostly stronger than the base).
     strong_extra_steps: int = 1800
+    # Pick-a-Digit, the embedded preference data (built once, cached under $SEPPO_CACHE):
+    pairs_per_digit: int = 100  # prompts per digit; each gets two images from the generators
+    generator_steps: int = 10  # DDIM steps the generators use
+    generator_guidance: float = 3.0
     unet: TinyUNetConfig = field(default_factory=TinyUNetConfig)
 
 
@@ -192,9 +196,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, ch
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
-    explicit = set(raw)
+    # Keys set to something other than their default: a seppo-style config file can be reused
+    # with method=sft or method=spin as long as it does not ask for a conflicting setting.
+    defaults = Config()
+    explicit = {k for k, v in raw.items() if not isinstance(v, dict) and v != getattr(defaults, k, None)}
     if isinstance(raw.get("method"), str):
-        apply_presets(raw["method"], raw)
+        apply_presets(raw["method"], raw, explicit)
     config = _build(Config, raw, prefix="")
     if check:
         validate(config, explicit=explicit)
@@ -322,10 +329,12 @@ def validate(c: Config, *, explicit: set[str] | None = None) -> None:
                 raise ConfigError(f"config key {key}: method sft uses no reference model, so {key} does not apply")
 
 
-def apply_presets(raw_method: str, raw: dict) -> None:
-    """Fill the preset fields of `spin`/`ditto` when the config leaves them unset."""
+def apply_presets(raw_method: str, raw: dict, explicit: set[str]) -> None:
+    """Fill the preset fields of `spin`/`ditto` unless the config asks for something else
+    (which `validate` then reports)."""
     for key, want in PRESETS.get(raw_method, {}).items():
-        raw.setdefault(key, want)
+        if key not in explicit:
+            raw[key] = want
 
 
 def to_dict(c: Config) -> dict:

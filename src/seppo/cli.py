@@ -1,0 +1,198 @@
+"""The `seppo` command line (also `python -m seppo`).
+
+    seppo pretrain CONFIG [key=value ...]     train the embedded base model from scratch
+    seppo train CONFIG [key=value ...]        align a model (method: seppo, sft, dpo, spin, ditto)
+    seppo sample MODEL --prompt P --n N       write a PNG grid
+    seppo eval MODEL [MODEL ...]              score models with judges, print a table
+    seppo demo [--quick] [--out DIR]          the embedded default end to end
+    seppo report RUN [RUN ...]                one self-contained HTML report
+    seppo ablate CONFIG --seeds 3             the ablation grid
+    seppo diagnose-flipper RUN                flipper verdicts against a judge's
+
+A problem with the input (config key, file, row) prints one line naming it and exits 2;
+`--debug` shows the traceback. An interrupted `train` exits 3 after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from seppo.errors import SeppoError
+
+
+def _threads() -> None:
+    n = os.environ.get("SEPPO_THREADS")
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def cmd_pretrain(args) -> int:
+    from seppo.config import load_config, save_config
+    from seppo.pretrain import pretrain
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    folders = pretrain(cfg.pretrain, out, seed=cfg.seed,
+                       snapshots={"base": cfg.pretrain.steps, "strong": cfg.pretrain.steps + cfg.pretrain.strong_extra_steps})
+    for name, folder in folders.items():
+        print(f"{name}: {folder}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from seppo.config import load_config
+    from seppo.train import train
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = train(cfg)
+    print(f"final model: {run_dir / 'final'}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from seppo.models import eval_seeds, grid, load_for_sampling, sample
+
+    backbone = load_for_sampling(args.model)
+    resolution = args.resolution or backbone.unet.config.sample_size * backbone.vae_scale_factor
+    prompts = [p for p in args.prompt for _ in range(args.n)]
+    images = sample(backbone, prompts, seeds=eval_seeds(args.seed, len(prompts)), resolution=resolution,
+                    steps=args.steps, guidance=args.guidance)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid(images, columns=args.n, scale=max(1, 128 // resolution)).save(out)
+    print(f"wrote {out} ({len(images)} images)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from seppo.evaluate import evaluate
+    from seppo.prompts import load_prompts
+
+    result = evaluate(args.models, prompts=load_prompts(args.prompts), judges=args.judges.split(","),
+                      judge_paths=dict(kv.split("=", 1) for kv in args.judge_path),
+                      seeds=[int(s) for s in args.seeds.split(",")], per_prompt=args.per_prompt, steps=args.steps,
+                      guidance=args.guidance, out=Path(args.out) if args.out else None)
+    print(result.table_markdown())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from seppo.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick, video=args.video)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from seppo.report import write_report
+
+    path = write_report([Path(r) for r in args.runs], Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from seppo.ablate import run_ablation
+
+    path = run_ablation(args.config, args.overrides, seeds=args.seeds, out=Path(args.out), quick=args.quick, jobs=args.jobs)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    import json
+
+    from seppo.diagnose import diagnose_flipper
+    from seppo.prompts import load_prompts
+
+    result = diagnose_flipper(Path(args.run), prompts=load_prompts(args.prompts), judge=args.judge,
+                              flipper_draws=args.flipper_draws)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seppo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    for name, fn, help_ in (("pretrain", cmd_pretrain, "train the embedded base model from scratch"),
+                            ("train", cmd_train, "align a model")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("config", help="YAML config (configs/*.yaml)")
+        s.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+        s.set_defaults(fn=fn)
+
+    s = sub.add_parser("sample", help="write a PNG grid of samples")
+    s.add_argument("model", help="run directory, diffusers folder, or BASE+LORA")
+    s.add_argument("--prompt", action="append", required=True)
+    s.add_argument("--n", type=int, default=8, help="samples per prompt")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--guidance", type=float, default=3.0)
+    s.add_argument("--resolution", type=int, default=0)
+    s.add_argument("--out", default="samples.png")
+    s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("eval", help="score models with judges")
+    s.add_argument("models", nargs="+")
+    s.add_argument("--prompts", default="digits", help="digits | pickapic:PATH | parti:PATH | hps:PATH | FILE.txt")
+    s.add_argument("--judges", default="digit")
+    s.add_argument("--judge-path", action="append", default=[], help="key=path for judge weights (repeatable)")
+    s.add_argument("--seeds", default="0,1,2")
+    s.add_argument("--per-prompt", type=int, default=8)
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--guidance", type=float, default=3.0)
+    s.add_argument("--out", default="")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("demo", help="the embedded default end to end")
+    s.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    s.add_argument("--video", action="store_true", help="the moving-digits video default")
+    s.add_argument("--out", default="demo-out")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("report", help="one self-contained HTML report")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--out", default="report.html")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("ablate", help="the ablation grid")
+    s.add_argument("config")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--jobs", type=int, default=2)
+    s.add_argument("--quick", action="store_true")
+    s.add_argument("--out", default="ablation")
+    s.set_defaults(fn=cmd_ablate)
+
+    s = sub.add_parser("diagnose-flipper", help="flipper verdicts against a judge's")
+    s.add_argument("run")
+    s.add_argument("--prompts", default="digits")
+    s.add_argument("--judge", default="digit")
+    s.add_argument("--flipper-draws", type=int, default=1)
+    s.set_defaults(fn=cmd_diagnose)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _threads()
+    try:
+        return args.fn(args)
+    except SeppoError as e:
+        if args.debug:
+            raise
+        print(f"seppo: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

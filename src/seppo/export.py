@@ -1,0 +1,51 @@
+"""Write the final model θ_K in diffusers layout, atomically (`final.tmp` → `final`).
+
+- full fine-tune: every component folder of the base (text encoders, tokenizers, scheduler,
+  VAE, `model_index.json`) plus the trained `unet/` from `save_pretrained`, so each folder
+  loads with plain `from_pretrained` and an SD/SDXL folder with `DiffusionPipeline`;
+  a video model saves its trained motion modules as `motion_adapter/` beside the image UNet;
+- LoRA: `pytorch_lora_weights.safetensors` in diffusers' format (`pipe.load_lora_weights(final)`
+  works) plus `seppo_base.json` naming the base, so `seppo sample RUN` resolves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from seppo.backbone import POLICY_ADAPTER, Backbone
+
+
+def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
+    final, tmp = run_dir / "final", run_dir / "final.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    unet = backbone.unet
+    if cfg.train.mode == "lora":
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=POLICY_ADAPTER))
+        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+        (tmp / "seppo_base.json").write_text(json.dumps(
+            {"base": os.path.abspath(base), "motion_adapter": os.path.abspath(cfg.model.motion_adapter) if cfg.model.motion_adapter else ""}))
+        (tmp / "seppo_lora.json").write_text(json.dumps(
+            {"rank": cfg.train.lora_rank, "alpha": cfg.train.lora_alpha, "targets": list(cfg.train.lora_targets)}))
+    else:
+        for item in Path(base).iterdir():
+            if item.name in ("unet",) or item.name.startswith("."):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        if backbone.is_video:
+            shutil.copytree(Path(base) / "unet", tmp / "unet")
+            unet.save_motion_modules(str(tmp / "motion_adapter"))
+        else:
+            unet.save_pretrained(tmp / "unet")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final

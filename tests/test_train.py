@@ -1,0 +1,127 @@
+"""Every method end to end on the tiny embedded model, and the loop's invariants."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seppo.train import train
+
+TIME_FIELDS = ("time_generate", "time_rest")
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def unet_weights(folder):
+    return load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.mark.parametrize("method", ["seppo", "sft", "dpo", "spin", "ditto"])
+def test_method_end_to_end(method, tiny_config, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    cfg = tiny_config(tmp_path / method, f"method={method}")
+    run_dir = train(cfg)
+    metrics = rows(run_dir)
+    assert [r["step"] for r in metrics] == [1, 2, 3, 4]  # K·U = 2·2 updates
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in metrics)
+    assert (run_dir / "config.yaml").exists() and (run_dir / "summary.json").exists()
+    assert sorted(p.name for p in (run_dir / "pool").iterdir()) == [f"theta-{j}.safetensors" for j in range(3)]
+    # The export loads with plain diffusers, and the weights moved away from the base.
+    unet = UNet2DConditionModel.from_pretrained(run_dir / "final" / "unet")
+    assert unet.config.cross_attention_dim == 32
+    base = load_file(str(run_dir / "pool" / "theta-0.safetensors"))
+    final = unet_weights(run_dir / "final")
+    assert any(not torch.equal(base[k], final[k]) for k in base)
+    if method == "sft":
+        assert "flip_rate" not in metrics[0] and "implicit_acc" not in metrics[0]
+    elif method == "dpo":
+        assert "implicit_acc" in metrics[0] and {r["reference"] for r in metrics} == {0}
+    else:
+        assert all(0 <= r["flip_rate"] <= 1 for r in metrics)
+    if method == "spin":  # latest: iteration 2 uses θ_1
+        assert [r["reference"] for r in metrics] == [0, 0, 1, 1]
+    if method == "ditto":  # initial: always θ_0
+        assert [r["reference"] for r in metrics] == [0, 0, 0, 0]
+
+
+def test_snapshots_are_immutable_copies(tiny_config, tmp_path):
+    """θ_0 in the pool still equals the base model after the policy trained."""
+    from seppo.train import resolve_model_path
+
+    cfg = tiny_config(tmp_path / "r")
+    run_dir = train(cfg)
+    base = unet_weights(resolve_model_path(cfg, progress=False))
+    theta0 = load_file(str(run_dir / "pool" / "theta-0.safetensors"))
+    assert theta0.keys() == base.keys()
+    assert all(torch.equal(theta0[k], base[k]) for k in base)
+    theta2 = load_file(str(run_dir / "pool" / "theta-2.safetensors"))
+    final = unet_weights(run_dir / "final")
+    assert all(torch.equal(theta2[k], final[k]) for k in final)  # θ_K is the final model
+
+
+def test_accumulation_equals_a_bigger_batch(tiny_config, tmp_path):
+    big = train(tiny_config(tmp_path / "big", "train.batch_size=4", "train.grad_accum=1"))
+    acc = train(tiny_config(tmp_path / "acc", "train.batch_size=2", "train.grad_accum=2"))
+    for a, b in zip(rows(big), rows(acc)):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+        assert a["flip_rate"] == b["flip_rate"]
+    wa, wb = unet_weights(big / "final"), unet_weights(acc / "final")
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    """A run resumed from its step-2 checkpoint ends bit-identical to an uninterrupted one."""
+    overrides = ("train.updates_per_iteration=3", "checkpoints.every=2", "checkpoints.keep_last=5")
+    full = train(tiny_config(tmp_path / "full", *overrides))
+    # Simulate a run killed after update 4: its checkpoints up to step 4, its metric rows up to 5.
+    killed = tmp_path / "killed"
+    shutil.copytree(full, killed)
+    shutil.rmtree(killed / "final")
+    shutil.rmtree(killed / "checkpoints" / "step-4")
+    lines = (killed / "metrics.jsonl").read_text().splitlines()[:5]
+    (killed / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    resumed = train(tiny_config(killed, *overrides, "resume=true"))
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+    assert strip(rows(resumed)) == strip(rows(full))
+    wa, wb = unet_weights(full / "final"), unet_weights(resumed / "final")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_drawn_reference_is_the_one_that_generates(tiny_config, tmp_path):
+    """Generating inside as_reference() with snapshot θ_1 loaded equals generating with a
+    policy whose weights are θ_1."""
+    from seppo.backbone import load_backbone
+    from seppo.sampler import generate
+    from seppo.train import resolve_model_path
+
+    cfg = tiny_config(tmp_path / "r")
+    folder = resolve_model_path(cfg, progress=False)
+    backbone = load_backbone(folder)
+    backbone.setup_training("full")
+    theta1 = {k: v + 0.05 * torch.randn_like(v) for k, v in backbone.trainable_state().items()}
+    backbone.load_reference_state(theta1)
+    cond = backbone.encode_prompts(["a handwritten digit 3", "a handwritten digit 5"])
+    kw = dict(shape=(1, 16, 16), seed=0, step=0, indices=[0, 1], steps=3, guidance=3.0)
+    with backbone.as_reference():
+        as_reference = generate(backbone, cond, **kw)
+    as_policy = generate(backbone, cond, **kw)
+    other = load_backbone(folder)
+    other.setup_training("full")
+    other.load_trainable_state(theta1)
+    with_theta1 = generate(other, cond, **kw)
+    assert torch.allclose(as_reference, with_theta1, atol=1e-6)
+    assert not torch.allclose(as_reference, as_policy, atol=1e-3)
+
+
+def test_output_dir_holding_a_run_is_refused(tiny_config, tmp_path):
+    from seppo.errors import SeppoError
+
+    train(tiny_config(tmp_path / "r", "method=sft"))
+    with pytest.raises(SeppoError, match="already holds a run"):
+        train(tiny_config(tmp_path / "r", "method=sft"))
+    train(tiny_config(tmp_path / "r", "method=sft", "overwrite=true"))  # allowed
