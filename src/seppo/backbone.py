@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from safetensors import SafetensorError
 
 from seppo.errors import ModelError
 
@@ -44,7 +45,7 @@ def _load(cls, folder: Path, what: str, **kwargs):
     _require_folder(folder, what)
     try:
         return cls.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{folder}: not a loadable {what} ({first})") from None
 
@@ -193,15 +194,20 @@ class Backbone:
             cond["pooled"] = pooled
         return cond
 
-    def null_cond(self, batch: int) -> dict[str, torch.Tensor]:
-        """The empty prompt's conditioning (the unconditional branch of guidance), (batch, ...)."""
+    def null_cond(self, batch: int, *, for_guidance: bool = False) -> dict[str, torch.Tensor]:
+        """The empty prompt's conditioning, (batch, ...): prompt dropout trains on it, and it is
+        the unconditional branch of guidance — except for SDXL, whose pipelines guide against
+        zero embeddings (`force_zeros_for_empty_prompt`), as we do too."""
         if self._null_cond is None:
             self._null_cond = self.encode_prompts([""])
-        return {k: v.expand(batch, *v.shape[1:]) for k, v in self._null_cond.items()}
+        null = self._null_cond
+        if for_guidance and self.is_sdxl:
+            null = {k: torch.zeros_like(v) for k, v in null.items()}
+        return {k: v.expand(batch, *v.shape[1:]) for k, v in null.items()}
 
     def time_ids(self, original_size: torch.Tensor, crop_top_left: torch.Tensor, resolution: int) -> torch.Tensor:
         """SDXL micro-conditioning (B, 6): original size, crop corner, target size."""
-        target = torch.tensor([resolution, resolution]).expand(original_size.shape[0], 2)
+        target = torch.tensor([resolution, resolution], device=original_size.device).expand(original_size.shape[0], 2)
         return torch.cat([original_size, crop_top_left, target], dim=1).float()  # (B, 6)
 
     @torch.no_grad()

@@ -52,10 +52,14 @@ def generate(
     # 1. x_T ~ N(0, I), per sample.
     x = rng.per_sample_randn(shape, seed=seed, stream=stream, step=step, indices=indices, device=device)
     x = x * scheduler.init_noise_sigma
+    if backbone.is_sdxl and "time_ids" not in cond:  # generation convention: uncropped, at the sample's size
+        res = shape[-1] * backbone.vae_scale_factor
+        cond = dict(cond, time_ids=backbone.time_ids(torch.tensor([[res, res]]).expand(batch, 2),
+                                                     torch.zeros(batch, 2, dtype=torch.long), res).to(device))
     guided = guidance != 1.0
     if guided:
-        null = backbone.null_cond(batch)
-        both = {k: torch.cat([null[k].to(device), cond[k].to(device)]) for k in cond}  # (2B, ...): ∅ first, then c
+        null = backbone.null_cond(batch, for_guidance=True)
+        both = {k: torch.cat([null.get(k, cond[k]).to(device), cond[k].to(device)]) for k in cond}  # (2B, ...): ∅ first, then c
     for i, t in enumerate(scheduler.timesteps):
         t_batch = t.expand(batch).to(device)
         # 2. ε̂ = ε_∅ + w·(ε_c − ε_∅), one UNet call on the stacked batch.
