@@ -99,6 +99,7 @@ def open_examples(cfg: Config, progress: bool):
 def build_dataset(cfg: Config, backbone: Backbone, progress: bool):
     """Encode winners (and losers for DPO) and prompts once into the cache; reuse after."""
     from seppo.data.cache import build_cache
+    from seppo.data.sources import DataSummary
     from seppo.data.transforms import ImageTransform
     from seppo.pretrain import cache_root
 
@@ -115,7 +116,9 @@ def build_dataset(cfg: Config, backbone: Backbone, progress: bool):
                           summary=examples.summary, progress=progress)
     if len(dataset) == 0:
         raise SeppoError(f"no usable training examples in {data_path}")
-    return dataset, examples.summary
+    # A reused cache was not read again: its summary is the one stored when it was built.
+    summary = DataSummary(**dataset.summary) if dataset.summary else examples.summary
+    return dataset, summary
 
 
 def make_optimizer(cfg: Config, params):
