@@ -1,0 +1,175 @@
+"""`seppo ablate`: every arm of the ablation grid, from one base and one budget, then one table.
+
+Each (arm, seed) is a `seppo train` subprocess on one thread (arms run `jobs` at a time;
+tiny models gain nothing from a second thread), writing `out/runs/<arm>-s<seed>/`. A run
+that already finished (`summary.json` present) is reused, so an interrupted grid resumes.
+Then every final model, and the untrained base, is evaluated with the same noise keys
+(`seppo.evaluate`), and per arm the scores are averaged over training seeds within each
+(prompt, eval seed) unit before the bootstrap.
+
+Outputs: `ablation.md`, `ablation.json`, `ablation.png`, `report.html`, `scores.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from seppo.config import load_config
+from seppo.errors import ConfigError, SeppoError
+from seppo.evaluate import evaluate, summarize, summary_markdown
+from seppo.prompts import DIGIT_PROMPTS
+from seppo.report import plot_curves, read_metrics, write_report
+
+# arm -> config overrides; None is the untrained base. Presets name their fixed fields too,
+# so a base YAML that sets `reference: uniform` cannot clash with them.
+ARMS: "OrderedDict[str, list[str] | None]" = OrderedDict([
+    ("base", None),
+    ("sft", ["method=sft"]),
+    ("dpo", ["method=dpo"]),
+    ("seppo", ["method=seppo"]),
+    ("seppo-indicator", ["method=seppo", "flipper=indicator"]),
+    ("seppo-noflip", ["method=seppo", "flipper=none"]),
+    ("seppo-initial", ["method=seppo", "reference=initial"]),
+    ("seppo-latest", ["method=seppo", "reference=latest"]),
+    ("spin", ["method=spin", "reference=latest", "flipper=none"]),
+    ("ditto", ["method=ditto", "reference=initial", "flipper=none"]),
+])
+# Seconds-long budgets for `--quick` and the tests.
+QUICK = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
+         "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
+         "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.generator_steps=4"]
+# sft has no reference model, and config validation rejects these keys set for it.
+_REFERENCE_KEYS = ("flipper", "reference", "redraw")
+
+
+def arm_config(config_path: Path, arm: str, out: Path) -> Path:
+    """The base YAML for `arm`: unchanged, except that sft drops the reference-model keys."""
+    if ARMS[arm] is None or "method=sft" not in ARMS[arm]:
+        return Path(config_path)
+    raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    for key in _REFERENCE_KEYS:
+        raw.pop(key, None)
+    path = out / "configs" / f"{arm}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _usable_arms(config_path: Path, overrides: Sequence[str], out: Path) -> tuple[list[str], dict[str, str]]:
+    """Arms whose config validates (dpo needs pairs); the others with the reason."""
+    usable, skipped = [], {}
+    for arm, arm_overrides in ARMS.items():
+        try:
+            load_config(arm_config(config_path, arm, out), [*overrides, *(arm_overrides or [])])
+        except ConfigError as e:
+            skipped[arm] = str(e)
+            continue
+        usable.append(arm)
+    return usable, skipped
+
+
+def _train(config: Path, overrides: list[str], run_dir: Path) -> Path:
+    if (run_dir / "summary.json").is_file():
+        return run_dir
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
+    command = [sys.executable, "-m", "seppo", "train", str(config), *overrides, f"output_dir={run_dir}", "overwrite=true"]
+    with open(run_dir.parent / f"{run_dir.name}.log", "w") as log:
+        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SeppoError(f"ablation run {run_dir.name} failed (exit {done.returncode}); see {log.name}")
+    return run_dir
+
+
+def _plot(summary: list[dict], judges: Sequence[str], path: Path) -> None:
+    import matplotlib.pyplot as plt  # seppo.report has selected the Agg backend
+
+    fig, axes = plt.subplots(1, len(judges), figsize=(max(5, 0.7 * len(summary) / len(judges) + 2) * len(judges), 3.5),
+                             constrained_layout=True, squeeze=False)
+    for ax, judge in zip(axes[0], judges):
+        rows = [r for r in summary if r["judge"] == judge]
+        means = [r["mean"] for r in rows]
+        errors = [[r["mean"] - r["lo"] for r in rows], [r["hi"] - r["mean"] for r in rows]]
+        ax.bar(range(len(rows)), means, yerr=errors, capsize=3, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=45, ha="right")
+        ax.set_title(f"{judge} (mean, 95% interval)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seeds: int = 3, out: Path,
+                 quick: bool = False, jobs: int = 2, eval_kwargs: dict | None = None) -> Path:
+    """Train every arm × seed, evaluate all with paired noise, write the table; returns `ablation.md`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = [*(QUICK if quick else []), *overrides]
+    arms, skipped = _usable_arms(Path(config_path), overrides, out)
+    cfg = load_config(config_path, overrides)
+
+    # ─── training: the first job alone, so the shared base model and data caches get built once ───
+    jobs_list = [(arm, seed, out / "runs" / f"{arm}-s{seed}") for arm in arms if ARMS[arm] for seed in range(seeds)]
+    submit = lambda job: _train(arm_config(config_path, job[0], out), [*overrides, *ARMS[job[0]], f"seed={job[1]}"], job[2])
+    wall0 = time.time()
+    if jobs_list:
+        submit(jobs_list[0])
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(submit, jobs_list[1:]))
+    train_seconds = time.time() - wall0
+
+    # ─── evaluation: every final model and the base, same prompts and noise keys ───
+    from seppo.train import resolve_model_path
+
+    models, names = [], []
+    if "base" in arms:
+        models.append(str(resolve_model_path(cfg, progress=False)))
+        names.append("base/s0")
+    for arm, seed, run_dir in jobs_list:
+        models.append(str(run_dir))
+        names.append(f"{arm}/s{seed}")
+    settings = {"prompts": list(DIGIT_PROMPTS), "judges": ["digit"], "seeds": [0] if quick else [0, 1, 2],
+                "per_prompt": 2 if quick else 8, "steps": cfg.sampler.steps, "guidance": cfg.sampler.guidance,
+                "eta": cfg.sampler.eta, "resolution": cfg.data.resolution, "progress": not quick}
+    settings.update(eval_kwargs or {})
+    result = evaluate(models, names=names, out=out / "eval", **settings)
+
+    # ─── per arm: averaged over training seeds within each (prompt, eval seed) unit ───
+    scores = result.scores.assign(arm=result.scores["model"].str.split("/").str[0])
+    summary, pairs = summarize(scores, result.judges, by="arm")
+    focus = [p for p in pairs if "seppo" in (p["a"], p["b"]) or "base" in (p["a"], p["b"])]
+    extra = {"wall s (mean)": {}, "final flip rate": {}, "seeds": {}}
+    for arm in arms:
+        runs = [run_dir for a, _, run_dir in jobs_list if a == arm]
+        walls = [json.loads((r / "summary.json").read_text()).get("wall_seconds", float("nan")) for r in runs]
+        flips = [m["flip_rate"].dropna().iloc[-1] for m in map(read_metrics, runs)
+                 if "flip_rate" in m and m["flip_rate"].notna().any()]
+        extra["wall s (mean)"][arm] = f"{sum(walls) / len(walls):.0f}" if walls else "–"
+        extra["final flip rate"][arm] = f"{sum(flips) / len(flips):.2f}" if flips else "–"
+        extra["seeds"][arm] = str(len(runs) or 1)
+    diversity = {arm: sum(v for k, v in result.diversity.items() if k.startswith(f"{arm}/")) /
+                 max(1, sum(k.startswith(f"{arm}/") for k in result.diversity)) for arm in arms} if result.diversity else None
+    header = (f"# Ablation grid\n\nconfig: {config_path}; overrides: {' '.join(overrides) or '(none)'}; "
+              f"{seeds} training seed(s); training wall time {train_seconds:.0f} s\n\n")
+    notes = "".join(f"\nSkipped {arm}: {why}" for arm, why in skipped.items())
+    markdown = header + summary_markdown(summary, focus, result.judges, by="arm", diversity=diversity,
+                                         settings=result.settings, extra=extra) + notes + "\n"
+    (out / "ablation.md").write_text(markdown)
+    (out / "ablation.json").write_text(json.dumps({
+        "config": str(config_path), "overrides": overrides, "seeds": seeds, "arms": arms, "skipped": skipped,
+        "train_seconds": train_seconds, "summary": summary, "pairs": pairs, "diversity": diversity,
+        "extra": extra, "eval": result.to_dict()}, indent=1))
+    _plot(summary, result.judges, out / "ablation.png")
+    seed0 = [run_dir for _, seed, run_dir in jobs_list if seed == 0]
+    plot_curves(seed0, out / "curves.png")
+    write_report(seed0, out / "report.html", eval_result=result, title="seppo ablation")
+    return out / "ablation.md"
