@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from seppo.config import load_config
 from seppo.errors import ConfigError, SeppoError
@@ -48,29 +47,12 @@ ARMS: "OrderedDict[str, list[str] | None]" = OrderedDict([
 QUICK = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
          "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
          "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.generator_steps=4"]
-# sft has no reference model, and config validation rejects these keys set for it.
-_REFERENCE_KEYS = ("flipper", "reference", "redraw")
-
-
-def arm_config(config_path: Path, arm: str, out: Path) -> Path:
-    """The base YAML for `arm`: unchanged, except that sft drops the reference-model keys."""
-    if ARMS[arm] is None or "method=sft" not in ARMS[arm]:
-        return Path(config_path)
-    raw = yaml.safe_load(Path(config_path).read_text()) or {}
-    for key in _REFERENCE_KEYS:
-        raw.pop(key, None)
-    path = out / "configs" / f"{arm}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
 def _usable_arms(config_path: Path, overrides: Sequence[str], out: Path) -> tuple[list[str], dict[str, str]]:
     """Arms whose config validates (dpo needs pairs); the others with the reason."""
     usable, skipped = [], {}
     for arm, arm_overrides in ARMS.items():
         try:
-            load_config(arm_config(config_path, arm, out), [*overrides, *(arm_overrides or [])])
+            load_config(config_path, [*overrides, *(arm_overrides or [])])
         except ConfigError as e:
             skipped[arm] = str(e)
             continue
@@ -119,7 +101,7 @@ def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seed
 
     # ─── training: the first job alone, so the shared base model and data caches get built once ───
     jobs_list = [(arm, seed, out / "runs" / f"{arm}-s{seed}") for arm in arms if ARMS[arm] for seed in range(seeds)]
-    submit = lambda job: _train(arm_config(config_path, job[0], out), [*overrides, *ARMS[job[0]], f"seed={job[1]}"], job[2])
+    submit = lambda job: _train(Path(config_path), [*overrides, *ARMS[job[0]], f"seed={job[1]}"], job[2])
     wall0 = time.time()
     if jobs_list:
         submit(jobs_list[0])
