@@ -106,19 +106,33 @@ def build_dataset(cfg: Config, backbone: Backbone, progress: bool):
     examples, data_path = open_examples(cfg, progress)
     channels = backbone.unet.config.in_channels if backbone.vae is None else 3
     transform = ImageTransform(cfg.data.resolution, crop=cfg.data.crop, hflip=cfg.data.hflip, channels=channels)
-    stream = itertools.islice(examples, cfg.data.limit) if cfg.data.limit else examples
+    stream = _Limited(examples, cfg.data.limit) if cfg.data.limit else examples
     key = {"model": os.path.abspath(backbone.source), "single_file": cfg.model.single_file, "data": data_path,
            "source": cfg.data.source, "transform": transform.settings(), "pairs": cfg.needs_pairs,
            "limit": cfg.data.limit, "frames": [cfg.data.num_frames, cfg.data.frame_stride] if backbone.is_video else None}
     dataset = build_cache(stream, cache_root=cache_root() / "latents", key=key, transform=transform,
                           encode_images=backbone.encode_images, encode_prompts=backbone.encode_prompts,
                           with_losers=cfg.needs_pairs, both_flips=cfg.data.hflip, seed=cfg.seed,
-                          summary=examples.summary, progress=progress)
+                          progress=progress)
     if len(dataset) == 0:
         raise SeppoError(f"no usable training examples in {data_path}")
     # A reused cache was not read again: its summary is the one stored when it was built.
     summary = DataSummary(**dataset.summary) if dataset.summary else examples.summary
     return dataset, summary
+
+
+class _Limited:
+    """The first `limit` examples of a guarded source; its data summary read after the pass."""
+
+    def __init__(self, examples, limit: int):
+        self.examples, self.limit = examples, limit
+
+    def __iter__(self):
+        return itertools.islice(iter(self.examples), self.limit)
+
+    @property
+    def summary(self):
+        return self.examples.summary
 
 
 def make_optimizer(cfg: Config, params):
