@@ -85,7 +85,8 @@ def open_examples(cfg: Config, progress: bool):
         kind, path = "pickapic", str(ensure_pick_a_digit(cfg.pretrain, progress=progress)[0])
     kwargs = {"min_size": cfg.data.min_size}
     if kind == "pickapic":
-        kwargs.update(pairs=cfg.needs_pairs, caption_column=cfg.data.caption_column)
+        kwargs.update(pairs=cfg.needs_pairs, caption_column=cfg.data.caption_column,
+                      num_frames=cfg.data.num_frames if cfg.model.motion_adapter else None, stride=cfg.data.frame_stride)
     elif kind == "imagefolder":
         kwargs.update(num_frames=cfg.data.num_frames if cfg.model.motion_adapter else None, stride=cfg.data.frame_stride)
     elif kind == "disk":

@@ -180,12 +180,15 @@ def pickapic_source(
     *,
     pairs: bool = False,
     caption_column: str = "caption",
+    num_frames: int | None = None,
+    stride: int = 1,
     min_size: int = 8,
     policy: SkipPolicy | None = None,
 ) -> Iterator[Example]:
     """Stream Pick-a-Pic winners (and losers if `pairs`) from a parquet file, folder or glob.
 
-    label_0 = 1 means jpg_0 won, 0 means jpg_1 won, 0.5 is a tie and is dropped.
+    label_0 = 1 means jpg_0 won, 0 means jpg_1 won, 0.5 is a tie and is dropped. With
+    `num_frames`, jpg_0/jpg_1 hold videos (animated GIF or mp4 bytes), read with `decode_video`.
     """
     import pyarrow.parquet as pq  # imported here: only parquet sources need it
 
@@ -205,13 +208,13 @@ def pickapic_source(
             row = 0
             for batch in reader.iter_batches(batch_size=PICKAPIC_BATCH_ROWS, columns=columns):
                 for values in zip(*(batch.column(c).to_pylist() for c in columns)):
-                    yield _pickapic_record(f"{shard.name} row {row}", *values, pairs, min_size)
+                    yield _pickapic_record(f"{shard.name} row {row}", *values, pairs, min_size, num_frames, stride)
                     row += 1
 
     return _examples(records(), policy)
 
 
-def _pickapic_record(where, caption, jpg_0, jpg_1, label_0, pairs, min_size) -> Record:
+def _pickapic_record(where, caption, jpg_0, jpg_1, label_0, pairs, min_size, num_frames=None, stride=1) -> Record:
     def load():
         if label_0 == 0.5:
             return TIE
@@ -221,8 +224,11 @@ def _pickapic_record(where, caption, jpg_0, jpg_1, label_0, pairs, min_size) -> 
         winner, loser = ("jpg_0", "jpg_1") if label_0 == 1 else ("jpg_1", "jpg_0")
 
         def image(column):
-            return decode_image(_image_payload(images[column], f"{where} {column}"),
-                                where=f"{where} {column}", min_size=min_size)
+            payload = _image_payload(images[column], f"{where} {column}")
+            if num_frames is not None:
+                return decode_video(payload, where=f"{where} {column}", num_frames=num_frames, stride=stride,
+                                    min_size=min_size)
+            return decode_image(payload, where=f"{where} {column}", min_size=min_size)
 
         return Example(prompt=_caption(caption, where), winner=image(winner),
                        loser=image(loser) if pairs else None, where=where)
