@@ -129,6 +129,17 @@ class Backbone:
                 unet.requires_grad_(True)
             self.reference_unet = copy.deepcopy(unet).requires_grad_(False).eval()
 
+    def compile(self, scope: str, mode: str = "default") -> None:
+        """torch.compile in place (parameter names stay, so reference switching still works).
+        "reference" compiles the frozen copy that generates; "all" the policy too. A LoRA UNet
+        serves both roles, so it is compiled whole."""
+        if scope == "none":
+            return
+        if self.reference_unet is not None:
+            self.reference_unet.compile(mode=mode)
+        if self.reference_unet is None or scope == "all":
+            self.unet.compile(mode=mode)
+
     def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.unet.named_parameters() if p.requires_grad]
 

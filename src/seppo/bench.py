@@ -342,17 +342,7 @@ def build_optimized(parts: Parts, levers: Levers) -> Optimized:
 
 
 def apply_compile(model: Optimized) -> None:
-    """Compile in place (parameter names stay, so reference switching still works). "reference"
-    compiles the frozen copy that generates; a LoRA UNet serves both roles, so it is compiled whole."""
-    scope, b = model.levers.compile, model.backbone
-    if scope == "none":
-        return
-    if scope == "reference" and b.reference_unet is not None:
-        b.reference_unet.compile(mode=model.levers.compile_mode)
-    else:
-        for m in (b.unet, b.reference_unet):
-            if m is not None:
-                m.compile(mode=model.levers.compile_mode)
+    model.backbone.compile(model.levers.compile, mode=model.levers.compile_mode)
 
 
 def optimized_variant(model: Optimized, s: Settings, parts: Parts, name: str = "optimized") -> Variant:

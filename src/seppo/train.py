@@ -271,6 +271,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
         backbone.unet.enable_gradient_checkpointing()
     if backbone.reference_unet is not None and frozen_dtype != torch.float32:
         backbone.reference_unet.to(dtype=frozen_dtype)  # bf16/fp16 reference weights: it never trains
+    backbone.compile(cfg.train.compile)
     params = [p for _, p in backbone.trainable_named_parameters()]
     optimizer = make_optimizer(cfg, params)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.train.lr_warmup_steps)
