@@ -299,6 +299,12 @@ def load_backbone(path: str | Path, *, single_file: str = "", motion_adapter: st
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    import diffusers
+    import transformers
+
+    # No per-file "Loading weights" bars: seppo shows its own progress.
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
     root = Path(path)
     _require_folder(root, "model folder")
     if single_file:

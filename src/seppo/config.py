@@ -195,15 +195,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, ch
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    overridden: set[str] = set()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+        overridden.add(key.strip())
     # Keys set to something other than their default: a seppo-style config file can be reused
     # with method=sft or method=spin as long as it does not ask for a conflicting setting.
     defaults = Config()
     explicit = {k for k, v in raw.items() if not isinstance(v, dict) and v != getattr(defaults, k, None)}
+    explicit |= {k for k in overridden if "." not in k}  # named on the command line: meant
     if isinstance(raw.get("method"), str):
         apply_presets(raw["method"], raw, explicit)
     config = _build(Config, raw, prefix="")

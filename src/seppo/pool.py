@@ -16,6 +16,7 @@ number), identical on every process, so no generator state needs saving beyond t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -47,7 +48,7 @@ class ReferencePool:
         frozen = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
         path = self._path(len(self._snapshots))
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # each process its own: all ranks write θ_k
         save_file(frozen, str(tmp))
         tmp.replace(path)
         self._snapshots.append(path if self.storage == "disk" else frozen)

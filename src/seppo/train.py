@@ -47,9 +47,10 @@ EXIT_INTERRUPTED = 3  # documented in the README: a checkpoint was written, resu
 # --------------------------------------------------------------------------- set-up helpers
 
 
-def prepare_run_dir(cfg: Config, is_main: bool) -> Path:
+def prepare_run_dir(cfg: Config, is_main: bool, barrier=lambda: None) -> Path:
     run_dir = Path(cfg.output_dir)
     holds_run = (run_dir / "config.yaml").exists()
+    barrier()  # every process looks before the main one writes config.yaml
     if holds_run and not (cfg.resume or cfg.overwrite):
         raise SeppoError(f"{run_dir} already holds a run: pass resume=true to continue it or overwrite=true to replace it")
     if is_main:
@@ -109,7 +110,7 @@ def build_dataset(cfg: Config, backbone: Backbone, progress: bool):
     transform = ImageTransform(cfg.data.resolution, crop=cfg.data.crop, hflip=cfg.data.hflip, channels=channels)
     stream = _Limited(examples, cfg.data.limit) if cfg.data.limit else examples
     key = {"model": os.path.abspath(backbone.source), "single_file": cfg.model.single_file, "data": data_path,
-           "source": cfg.data.source, "transform": transform.settings(), "pairs": cfg.needs_pairs,
+           "source": cfg.data.source, "bad_records": [cfg.data.on_bad_record, cfg.data.max_bad_fraction, cfg.data.min_size], "transform": transform.settings(), "pairs": cfg.needs_pairs,
            "limit": cfg.data.limit, "frames": [cfg.data.num_frames, cfg.data.frame_stride] if backbone.is_video else None}
     dataset = build_cache(stream, cache_root=cache_root() / "latents", key=key, transform=transform,
                           encode_images=backbone.encode_images, encode_prompts=backbone.encode_prompts,
@@ -253,7 +254,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     wall0 = time.time()
 
     # ─── set up ───
-    run_dir = prepare_run_dir(cfg, is_main)
+    run_dir = prepare_run_dir(cfg, is_main, accelerator.wait_for_everyone)
     accelerator.wait_for_everyone()
     frozen_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.mixed_precision]
     with accelerator.main_process_first():
@@ -302,6 +303,9 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
             print(f"resuming {run_dir} from update {start}")
     else:
         pool.append(backbone.trainable_state())  # θ_0
+        if cfg.resume and is_main:  # killed before its first complete checkpoint: start over
+            _truncate_metrics(run_dir / "metrics.jsonl", 0)
+            print(f"no complete checkpoint in {run_dir / 'checkpoints'}: starting {run_dir} from update 0")
     if is_main:
         print(f"data: {data_summary}")
         print(f"{cfg.method}: K={cfg.train.iterations} × U={cfg.train.updates_per_iteration} updates, effective batch "

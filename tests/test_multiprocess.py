@@ -1,0 +1,142 @@
+"""Two processes on the CPU (issue 3, multi-process; issue 7, resume under torchrun).
+
+`accelerate launch --cpu --num_processes 2` starts one process on these machines, so the tests
+use `torchrun --standalone --nproc_per_node=2 -m seppo train ...` (accelerate then runs
+MULTI_CPU on gloo). 2 processes × batch b = 2 must match 1 process × batch 4 over K·U = 2·2
+updates, because per-sample draws are keyed by the global sample index (DESIGN.md).
+Tolerance: metrics rel 1e-4 (abs 1e-6), final weights max |Δ| < 1e-5 (gradient all-reduce
+sums in another order than one process's batch mean).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY
+from safetensors.torch import load_file
+
+from seppo.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "src" / "seppo" / "configs" / "digits.yaml")
+                   if p.exists()), ROOT / "configs" / "digits-seppo.yaml"))
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+HOOK = Path(__file__).resolve().parent / "resilience_hook"
+TIME_FIELDS = ("time_generate", "time_rest")
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def final_unet(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def env(hold: str | None = None) -> dict:
+    e = dict(os.environ, SEPPO_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK), e.get("PYTHONPATH", "")) if p)
+    e.pop("SEPPO_TEST_HOLD_CHECKPOINT", None)
+    if hold:
+        e["SEPPO_TEST_HOLD_CHECKPOINT"] = hold
+    return e
+
+
+def torchrun(*args: str, hold: str | None = None, **popen) -> subprocess.Popen:
+    cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env(hold), text=True, start_new_session=True, **popen)
+
+
+def train_two(run_dir: Path, *extra: str, hold: str | None = None, **popen) -> subprocess.Popen:
+    return torchrun("-m", "seppo", "train", CONFIG, *TINY, f"output_dir={run_dir}", "train.batch_size=2", *extra,
+                    hold=hold, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, err[-4000:]
+    return out, err
+
+
+def test_accelerate_sees_multi_cpu_on_gloo(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import torch.distributed as dist\n"
+        "from accelerate import Accelerator\n"
+        "a = Accelerator(cpu=True)\n"
+        "import pathlib, sys\n"
+        "line = f'{a.num_processes} {a.distributed_type} {dist.get_backend()}'\n"
+        "pathlib.Path(sys.argv[1], f'rank-{a.process_index}.txt').write_text(line)\n")
+    finish(torchrun(str(script), str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE), timeout=120)
+    for rank in (0, 1):
+        assert (tmp_path / f"rank-{rank}.txt").read_text() == "2 DistributedType.MULTI_CPU gloo"
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_config, tmp_path_factory) -> Path:
+    """1 process × batch 4 (also builds the tiny world and the latent cache for torchrun)."""
+    return train(tiny_config(tmp_path_factory.mktemp("mp") / "one", "train.batch_size=4"))
+
+
+@pytest.fixture(scope="module")
+def two_processes(one_process, tmp_path_factory) -> tuple[Path, str]:
+    run_dir = tmp_path_factory.mktemp("mp") / "two"
+    out, _ = finish(train_two(run_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return run_dir, out
+
+
+def test_two_processes_match_one_process_with_the_doubled_batch(one_process, two_processes):
+    two, out = two_processes
+    assert "effective batch 4 (2 process(es) × 2 × 1 accumulation)" in out
+    a, b = rows(one_process), rows(two)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]  # logged once, by the main process
+    assert [r["reference"] for r in a] == [r["reference"] for r in b]  # same draw on every process
+    for ra, rb in zip(a, b):
+        for key in ("loss", "flip_rate", "implicit_acc", "policy_err_w", "ref_err_w"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["step"], key)
+        assert rb["skipped"] is ra["skipped"] is False
+    wa, wb = final_unet(one_process), final_unet(two)
+    assert wa.keys() == wb.keys()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < 1e-5
+    assert any(not torch.equal(wa[k], load_file(str(one_process / "pool" / "theta-0.safetensors"))[k]) for k in wa)
+
+
+def test_resume_under_torchrun(two_processes, tmp_path):
+    """Both processes SIGKILLed while rank 0 writes the step-3 checkpoint (rank 1 waits at the
+    barrier); resuming with 2 processes from step-2 ends bit-identical to the uninterrupted
+    2-process run."""
+    reference, _ = two_processes
+    run_dir = tmp_path / "run"
+    log = tmp_path / "killed.log"
+    with open(log, "w") as sink:
+        proc = train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", hold="step-3",
+                         stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "HOLDING").exists():
+        assert proc.poll() is None, log.read_text()[-4000:]
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("timed out waiting for the step-3 checkpoint write:\n" + log.read_text()[-4000:])
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the agent and both workers
+    proc.wait(timeout=30)
+    assert [p.name for p in sorted((run_dir / "checkpoints").iterdir()) if p.is_dir()] == ["step-1", "step-2", "step-3.tmp"]
+    out, _ = finish(train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", "resume=true",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    assert "from update 2" in out
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+    assert strip(rows(run_dir)) == strip(rows(reference))
+    wa, wb = final_unet(reference), final_unet(run_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
