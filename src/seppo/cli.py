@@ -76,11 +76,23 @@ def cmd_eval(args) -> int:
     from seppo.prompts import load_prompts
 
     result = evaluate(args.models, prompts=load_prompts(args.prompts), judges=args.judges.split(","),
-                      judge_paths=dict(kv.split("=", 1) for kv in args.judge_path),
+                      judge_paths=_judge_paths(args.judge_path),
                       seeds=[int(s) for s in args.seeds.split(",")], per_prompt=args.per_prompt, steps=args.steps,
                       guidance=args.guidance, out=Path(args.out) if args.out else None)
     print(result.table_markdown())
     return 0
+
+
+def _judge_paths(items: list[str]) -> dict[str, dict[str, str]]:
+    """["pickscore.model=/w/ps", "pickscore.processor=/w/clip"] → {"pickscore": {"model": ..., ...}}."""
+    paths: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        judge, dot, part = key.partition(".")
+        if not (sep and dot and judge and part):
+            raise SeppoError(f"--judge-path {item!r}: expected JUDGE.KEY=PATH, e.g. pickscore.model=/weights/PickScore_v1")
+        paths.setdefault(judge, {})[part] = path
+    return paths
 
 
 def cmd_demo(args) -> int:
@@ -145,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("models", nargs="+")
     s.add_argument("--prompts", default="digits", help="digits | pickapic:PATH | parti:PATH | hps:PATH | FILE.txt")
     s.add_argument("--judges", default="digit")
-    s.add_argument("--judge-path", action="append", default=[], help="key=path for judge weights (repeatable)")
+    s.add_argument("--judge-path", action="append", default=[], help="JUDGE.KEY=PATH for judge weights, e.g. pickscore.model=DIR (repeatable)")
     s.add_argument("--seeds", default="0,1,2")
     s.add_argument("--per-prompt", type=int, default=8)
     s.add_argument("--steps", type=int, default=20)

@@ -20,9 +20,12 @@ from pathlib import Path
 from seppo.config import load_config
 
 METHODS = ("sft", "dpo", "seppo")
+# Ten prompts are too few bootstrap units: every image is one (its noise key is shared by all
+# models, so comparisons stay paired).
+IMAGE_UNIT = ("prompt_idx", "seed", "k")
 EVAL_STEPS, EVAL_GUIDANCE = 20, 3.0  # evaluation sampler (the paper evaluates at the pipeline's default steps)
 # Budgets that keep --quick to seconds: same shape of run, every stage exercised.
-QUICK = ["pretrain.steps=40", "pretrain.strong_extra_steps=40", "pretrain.pairs_per_digit=6",
+QUICK = ["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6",
          "pretrain.generator_steps=4", "train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=8",
          "sampler.steps=2", "checkpoints.every=0"]
 
@@ -72,7 +75,7 @@ def run_demo(out: Path, *, quick: bool = False, video: bool = False, overrides: 
     names = ["base", *METHODS]
     result = evaluate(models, prompts=list(DIGIT_PROMPTS), judges=["digit"], seeds=[0], per_prompt=per_prompt,
                       steps=4 if quick else EVAL_STEPS, guidance=EVAL_GUIDANCE, names=names, out=out / "eval",
-                      progress=base_cfg.log.progress)
+                      progress=base_cfg.log.progress, unit=IMAGE_UNIT)
     flip = {m: _last_iteration_mean(runs[m], "flip_rate") for m in METHODS}
     rows = []
     for s in (s for s in result.summary if s["judge"] == "digit"):
@@ -80,7 +83,8 @@ def run_demo(out: Path, *, quick: bool = False, video: bool = False, overrides: 
         rows.append({"model": name, "reward": s["mean"], "lo": s["lo"], "hi": s["hi"],
                      "diversity": result.diversity.get(name), "flip_rate": flip.get(name),
                      "wall_seconds": round(wall.get(name, 0.0), 1) or None})
-    table = _table(rows)
+    table = _table(rows) + (f"\n\n95% bootstrap intervals over images ({per_prompt * len(DIGIT_PROMPTS)} per model, "
+                             f"noise keys shared across models); pairwise win rates and p-values: {out / 'eval' / 'eval.md'}")
     print(table)
 
     # 4. report

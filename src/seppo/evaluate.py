@@ -162,7 +162,8 @@ def summary_markdown(summary: list[dict], pairs: list[dict], judges: Sequence[st
             row.append(f"{diversity[g]:.3f}")
         row += [extra[c].get(g, "") for c in (extra or {})]
         lines.append(f"| {g} | " + " | ".join(row) + " |")
-    lines.append(f"\nMean [95% bootstrap interval] over (prompt, seed) units, n = {summary[0]['n']}.")
+    unit = ", ".join((settings or {}).get("unit", UNIT))
+    lines.append(f"\nMean [95% bootstrap interval] over ({unit}) units, n = {summary[0]['n']}.")
     if pairs:
         lines += ["", "| a vs b | judge | win rate of a [95%] | p (Wilcoxon) | p (paired t) | mean diff | n |",
                   "|---|---|---|---|---|---|---|"]
@@ -199,18 +200,26 @@ def _names(models: Sequence[str], names: Sequence[str] | None) -> list[str]:
 def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_paths: Mapping[str, Mapping] = {},
              seeds: list[int] = (0,), per_prompt: int = 1, steps: int, guidance: float, eta: float = 0.0,
              resolution: int | None = None, batch_size: int = 64, device="cpu", out: Path | None = None,
-             names: list[str] | None = None, progress=True, n_boot: int = 2000) -> EvalResult:
+             names: list[str] | None = None, progress=True, n_boot: int = 2000,
+             unit: Sequence[str] = UNIT) -> EvalResult:
     """Generate every (prompt, seed, k) with every model, score with every judge, summarise.
 
     `judge_paths` maps a judge name to its local weight paths. With the `digit` judge, the
     per-model `diversity` of the digits (DESIGN: a gamed judge gives ~0) is reported too.
     `out` receives `scores.parquet`, `eval.md`, `eval.json` and one sample grid per model.
+    `unit` is the bootstrap and pairing unit: (prompt, seed) by default, with k averaged
+    within; ("prompt_idx", "seed", "k") makes every image a unit (its noise key is shared
+    across models, so the pairing holds), for small prompt sets such as the ten digits.
     """
     names = _names(models, names)
     loaded = {name: load_judge(name, judge_paths.get(name), device) for name in judges}
     plan = sample_plan(prompts, list(seeds), per_prompt)
-    settings = {"steps": steps, "guidance": guidance, "eta": eta, "seeds": list(seeds), "per_prompt": per_prompt,
+    settings = {"unit": list(unit), "steps": steps, "guidance": guidance, "eta": eta, "seeds": list(seeds), "per_prompt": per_prompt,
                 "prompts": len(prompts), "judges": list(judges), "resolution": {}, "models": dict(zip(names, models))}
+    # The sample grid: the first ≤ 10 prompts in columns, up to 6 (seed, k) draws in rows.
+    grid_columns = min(len(prompts), 10)
+    picked = plan[plan["prompt_idx"] < grid_columns]
+    grid_rows = list(picked.sort_values(["seed", "k", "prompt_idx"]).index[:6 * grid_columns])
     bar = tqdm(total=len(plan) * len(models), desc="eval", unit="img", disable=not progress)
     tables, diversity = [], {}
     for name, spec in zip(names, models):
@@ -218,7 +227,7 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
         res = resolution or default_resolution(spec, backbone)
         settings["resolution"][name] = res
         scores = {j: [] for j in judges}
-        digit_arrays, first_images = [], []
+        digit_arrays, shown = [], {}
         for start in range(0, len(plan), batch_size):
             chunk = plan.iloc[start:start + batch_size]
             images = sample(backbone, chunk["prompt"].tolist(), seeds=chunk["key"].tolist(), resolution=res,
@@ -227,7 +236,7 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
                 scores[j].append(values)
             if "digit" in judges:
                 digit_arrays += [from_pil(im) for im in images]
-            first_images += images[:max(0, 64 - len(first_images))]
+            shown.update({i: im for i, im in zip(chunk.index, images) if i in grid_rows})
         del backbone  # one model in memory at a time
         table = plan.assign(model=name, **{j: np.concatenate(v) for j, v in scores.items()})
         tables.append(table)
@@ -236,11 +245,11 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
             diversity[name] = digit_diversity(np.stack(digit_arrays), labels)
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
-            grid(first_images, columns=min(len(prompts), 10), scale=4 if res <= 64 else 1).save(
+            grid([shown[i] for i in grid_rows], columns=grid_columns, scale=4 if res <= 64 else 1).save(
                 Path(out) / f"samples-{name.replace('/', '_')}.png")  # arm/seed names in ablations
     bar.close()
     scores = pd.concat(tables, ignore_index=True)[["model", "prompt_idx", "prompt", "seed", "k", "key", *judges]]
-    summary, pairs = summarize(scores, judges, n_boot=n_boot)
+    summary, pairs = summarize(scores, judges, n_boot=n_boot, unit=unit)
     result = EvalResult(scores=scores, judges=list(judges), summary=summary, pairs=pairs, settings=settings,
                         diversity=diversity, scales={n: getattr(j, "scale", "") for n, j in loaded.items()})
     if out is not None:

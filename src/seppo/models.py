@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from seppo import rng
@@ -52,6 +53,9 @@ def load_for_sampling(spec: str, *, device: str | torch.device = "cpu", num_fram
     base, lora, motion = resolve_model(spec)
     if (base / "motion_adapter").is_dir() and not motion:
         motion = str(base / "motion_adapter")
+    if motion and not num_frames:  # a run directory records its clip length; else AnimateDiff's usual 8
+        run_config = Path(spec.partition("+")[0]) / "config.yaml"
+        num_frames = (yaml.safe_load(run_config.read_text())["data"]["num_frames"] if run_config.exists() else 8)
     backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, device=device)
     if lora is not None:
         from peft import LoraConfig, set_peft_model_state_dict

@@ -67,6 +67,11 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
     named step (default: {"base": cfg.steps}). Returns the folders."""
     from seppo.embedded.digits import digit_prompt, real_digits
 
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars per save
+    diffusers.utils.logging.disable_progress_bar()
     snapshots = snapshots or {"base": cfg.steps}
     total = max(snapshots.values())
     work = out / "_init"

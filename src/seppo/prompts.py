@@ -125,6 +125,10 @@ def load_prompts(spec: str) -> list[str]:
     """Read the prompt set named by `spec` (see the module table); `DataError` if empty."""
     if spec == "digits":
         return list(DIGIT_PROMPTS)
+    if spec == "moving-digits":
+        from seppo.embedded.video import DIRECTIONS, video_prompt
+
+        return [video_prompt(d, r) for d in range(10) for r in DIRECTIONS]
     prefix, colon, path = spec.partition(":")
     if colon and prefix in _LOADERS:
         prompts = _LOADERS[prefix](path)

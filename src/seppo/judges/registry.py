@@ -12,6 +12,7 @@ Each judge takes its weights from local paths, given as a dict whose keys are li
 | `hpsv2.1`     | checkpoint           | processor      | HPS_v2.1_compressed.pt + the same processor         |
 | `aesthetic`   | clip, head           | processor      | openai/clip-vit-large-patch14 + sac+logos+ava1-l14-linearMSE.pth |
 | `imagereward` | model                | med_config     | ImageReward.pt (needs the `image-reward` package)   |
+| `video-digit`, `motion`, `consistency` |  |          | the moving-digits video judges (per-frame digit judge, prompted motion, consecutive-frame similarity) |
 
 Heavy imports happen inside the loaders, so listing names costs nothing.
 """
@@ -63,6 +64,16 @@ def _imagereward(paths, device):
     return ImageRewardJudge(paths["model"], paths.get("med_config"), device=device)
 
 
+def _video(kind: str) -> Callable[[Mapping[str, str], str], Judge]:
+    def load(paths, device):
+        from seppo.embedded import video
+
+        return {"video-digit": video.FrameDigitJudge, "motion": video.MotionJudge,
+                "consistency": video.TemporalConsistency}[kind]()
+
+    return load
+
+
 # name -> (loader, required path keys, optional path keys)
 _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple]] = {
     "digit": (_digit, (), ()),
@@ -72,6 +83,10 @@ _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple
     "hpsv2.1": (_hps("v2.1"), ("checkpoint",), ("processor",)),
     "aesthetic": (_aesthetic, ("clip", "head"), ("processor",)),
     "imagereward": (_imagereward, ("model",), ("med_config",)),
+    # videos (lists of frames): the embedded moving-digits judges
+    "video-digit": (_video("video-digit"), (), ()),
+    "motion": (_video("motion"), (), ()),
+    "consistency": (_video("consistency"), (), ()),
 }
 JUDGE_NAMES: tuple[str, ...] = tuple(_JUDGES)
 JUDGE_PATHS: dict[str, tuple[str, ...]] = {name: req + opt for name, (_, req, opt) in _JUDGES.items()}

@@ -1,0 +1,28 @@
+"""`seppo demo --quick`: every stage of the embedded default runs (its time is reported, not asserted)."""
+
+import json
+import time
+from html.parser import HTMLParser
+
+from seppo.cli import main
+
+
+def test_quick_demo_runs_end_to_end(tmp_path, capsys):
+    t0 = time.time()
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    seconds = time.time() - t0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["model"] for r in summary["rows"]] == ["base", "sft", "dpo", "seppo"]
+    for row in summary["rows"]:
+        assert 0.0 <= row["lo"] <= row["reward"] <= row["hi"] <= 1.0
+    seppo_row = summary["rows"][-1]
+    assert seppo_row["flip_rate"] is not None and 0 <= seppo_row["flip_rate"] <= 1
+    assert "| seppo |" in out and (tmp_path / "table.md").read_text().count("| seppo |") == 1
+    for name in ("curves.png", "report.html", "eval/samples-seppo.png", "eval/eval.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    HTMLParser().feed((tmp_path / "report.html").read_text())
+    # Every method ran the same budget: the same number of updates and winners seen.
+    updates = {m: len((tmp_path / "runs" / m / "metrics.jsonl").read_text().splitlines()) for m in ("sft", "dpo", "seppo")}
+    assert len(set(updates.values())) == 1
+    print(f"seppo demo --quick: {seconds:.1f} s")
