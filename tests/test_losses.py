@@ -100,3 +100,13 @@ def test_unknown_flipper_raises():
 
 def test_loss_mapping_names():
     assert set(losses.LOSSES) == {"sft", "dpo", "seppo", "spin", "ditto"}
+
+
+def test_anchor_gap_from_several_draws_decides_s():
+    # This draw alone gives d = 0.4 − 0.3 > 0 (s = +1), but the mean gap over draws is −0.2,
+    # so s = −1: Δw = −0.1, Δr = 0.5 − 0.4 = 0.1, z = −10·(−0.1 − (−1)(0.1)) = 0 → ℓ = log 2.
+    loss, m = losses.seppo(t(0.3), t(0.5), t(0.4), t(0.4), beta=20.0, flipper="sign", anchor_gap=t(-0.2))
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-9)
+    assert m["flip_rate"] == 1.0
+    loss, _ = losses.seppo(t(0.3), t(0.5), t(0.4), t(0.4), beta=20.0, flipper="sign", anchor_gap=t(0.1))
+    assert loss.item() == pytest.approx(0.12692801, abs=1e-7)  # s = +1 as in the single-draw case

@@ -125,3 +125,12 @@ def test_output_dir_holding_a_run_is_refused(tiny_config, tmp_path):
     with pytest.raises(SeppoError, match="already holds a run"):
         train(tiny_config(tmp_path / "r", "method=sft"))
     train(tiny_config(tmp_path / "r", "method=sft", "overwrite=true"))  # allowed
+
+
+def test_flipper_from_several_draws_runs(tiny_config, tmp_path):
+    one = rows(train(tiny_config(tmp_path / "one")))
+    three = rows(train(tiny_config(tmp_path / "three", "flipper_draws=3")))
+    assert [r["step"] for r in three] == [1, 2, 3, 4]
+    assert all(0 <= r["flip_rate"] <= 1 for r in three)
+    # Same first draw, same data: only the verdicts (and what follows from them) may differ.
+    assert one[0]["policy_err_w"] == three[0]["policy_err_w"]

@@ -152,6 +152,7 @@ class Config:
     flipper: str = "sign"  # sign | indicator | none (seppo only)
     reference: str = "uniform"  # uniform | initial | latest: which pool entry is π_ref
     redraw: str = "iteration"  # re-draw the reference every "iteration" (ours) or every "update"
+    flipper_draws: int = 1  # (t, ε) draws whose mean anchor gap decides s (paper: 1; more cost forward passes)
     beta: float = 5000.0  # β (Diffusion-DPO SD-1.5 convention; ours for SePPO)
     seed: int = 0
     output_dir: str = "runs/seppo"
@@ -313,6 +314,7 @@ def validate(c: Config, *, explicit: set[str] | None = None) -> None:
     _positive("train.lr_warmup_steps", c.train.lr_warmup_steps, zero_ok=True)
     _positive("train.max_bad_steps", c.train.max_bad_steps)
     _positive("beta", c.beta)
+    _positive("flipper_draws", c.flipper_draws)
     _positive("sampler.steps", c.sampler.steps)
     _positive("sampler.guidance", c.sampler.guidance, zero_ok=True)
     _positive("sampler.eta", c.sampler.eta, zero_ok=True)

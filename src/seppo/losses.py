@@ -52,7 +52,12 @@ def flipper_sign(policy_err_w: torch.Tensor, ref_err_w: torch.Tensor, flipper: s
        `indicator`: s = 1[d > 0] ∈ {0, 1}: the reference term is kept or dropped.
        `none`:      s = 1: always push the reference sample away (SPIN / DITTO style).
     """
-    d = (ref_err_w - policy_err_w).detach()
+    return sign_of_gap(ref_err_w - policy_err_w, flipper)
+
+
+def sign_of_gap(d: torch.Tensor, flipper: str) -> torch.Tensor:
+    """s from the anchor gap d = e_ref(x^w) − e_θ(x^w) (one draw, or a mean over draws)."""
+    d = d.detach()
     if flipper == "sign":
         return torch.sign(d)
     if flipper == "indicator":
@@ -69,13 +74,17 @@ def seppo(
     ref_err_ref: torch.Tensor,
     beta: float,
     flipper: str = "sign",
+    anchor_gap: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """SePPO: mean of −log σ(−½β[(e_θ(x^w) − e_ref(x^w)) − s·(e_θ(x^ref) − e_ref(x^ref))]).
 
     `metrics["flip_rate"]` is the share of reference samples the flipper treats as winners:
     s = −1 for `sign`, s = 0 (term dropped) for `indicator`, never for `none`.
+    `anchor_gap`, when given, decides s instead of this draw's e_ref(x^w) − e_θ(x^w): the
+    mean gap over several (t, ε) draws (`flipper_draws`; the paper uses one).
     """
-    s = flipper_sign(policy_err_w, ref_err_w, flipper)
+    gap = ref_err_w - policy_err_w if anchor_gap is None else anchor_gap
+    s = sign_of_gap(gap, flipper)
     loss, metrics = _preference_loss(policy_err_w, policy_err_ref, ref_err_w, ref_err_ref, beta, s=s, other="ref")
     flipped = (s < 0) if flipper == "sign" else (s == 0)
     metrics["flip_rate"] = flipped.float().mean().item()

@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 
 _MASK = (1 << 64) - 1
-STREAMS = {"timestep": 1, "noise": 2, "sampler": 3, "sampler_eta": 4, "dropout": 5, "flip": 6, "reference": 7, "eval": 8, "eval_eta": 9}
+STREAMS = {"timestep": 1, "noise": 2, "sampler": 3, "sampler_eta": 4, "dropout": 5, "flip": 6, "reference": 7, "eval": 8, "eval_eta": 9,
+           "flipper_timestep": 10, "flipper_noise": 11}
 
 
 def _splitmix64(x: int) -> int:

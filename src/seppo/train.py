@@ -231,9 +231,33 @@ def update_losses(backbone: Backbone, cfg: Config, batch: dict, keys: list[int],
         if second == "loser":
             loss, metrics = LOSSES["dpo"](p_w, p_other, r_w, r_other, cfg.beta)
         else:
-            loss, metrics = LOSSES[cfg.method](p_w, p_other, r_w, r_other, cfg.beta, flipper=cfg.flipper)
+            gap = None
+            if cfg.flipper_draws > 1:
+                gap = anchor_gap(backbone, x0[:len(keys)], {k: v[:len(keys)] for k, v in cond.items()}, keys, step,
+                                 cfg, first=(r_w - p_w).detach())
+            loss, metrics = LOSSES[cfg.method](p_w, p_other, r_w, r_other, cfg.beta, flipper=cfg.flipper, anchor_gap=gap)
     timings["rest"] += time.perf_counter() - t1
     return loss, metrics
+
+
+@torch.no_grad()
+def anchor_gap(backbone: Backbone, x_w: torch.Tensor, cond: dict, keys: list[int], step: int, cfg: Config,
+               first: torch.Tensor) -> torch.Tensor:
+    """Mean of e_ref(x^w) − e_θ(x^w) over `cfg.flipper_draws` draws of (t, ε): the loss's own
+    draw (`first`) plus draws from streams of their own, keyed like every other per-sample draw."""
+    gaps = [first]
+    for d in range(1, cfg.flipper_draws):
+        key = step * 1024 + d
+        t = rng.per_sample_randint(backbone.num_train_timesteps, seed=cfg.seed, stream="flipper_timestep", step=key,
+                                   indices=keys).to(x_w.device)
+        eps = rng.per_sample_randn(x_w.shape[1:], seed=cfg.seed, stream="flipper_noise", step=key, indices=keys,
+                                   device=x_w.device)
+        x_t, target = backbone.add_noise(x_w, eps, t), backbone.target(x_w, eps, t)
+        policy = per_sample_error(backbone.predict(x_t, t, cond), target)
+        with backbone.as_reference():
+            reference = per_sample_error(backbone.predict(x_t, t, cond), target)
+        gaps.append(reference - policy)
+    return torch.stack(gaps).mean(dim=0)  # (B,)
 
 
 # --------------------------------------------------------------------------- the loop
