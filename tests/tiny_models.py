@@ -9,43 +9,25 @@ Import from tests as `from tiny_models import make_tiny_sd15, make_tiny_sdxl, ..
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from seppo.embedded.tokenizer import bpe_vocab, write_tokenizer
+
 MAX_LENGTH = 16  # tokenizer model_max_length == text encoder max_position_embeddings
 TEXT_DIM = 32  # hidden size of every tiny text encoder
 IMAGE_SIZE = 16  # pixels; the VAE halves once → 8×8 latents
 LATENT_SIZE = 8
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # Longest first, so a word's merge chain ranks before any shorter word's merges.
 WORDS = ("photo", "blue", "cat", "dog", "red", "car", "of", "a")
 _CHARS = "abcdefghijklmnopqrstuvwxyz"
 SEED = 0
 
 
-def _word_merges(word: str) -> list[tuple[str, str]]:
-    """Merges that build `word` + "</w>" from its characters: c a, ca t</w>."""
-    symbols = list(word[:-1]) + [word[-1] + "</w>"]
-    merges, left = [], symbols[0]
-    for right in symbols[1:]:
-        merges.append((left, right))
-        left += right
-    return merges
-
-
 def tiny_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    tokens = list(_CHARS) + [c + "</w>" for c in _CHARS]
-    merges: list[tuple[str, str]] = []
-    for word in WORDS:
-        for pair in _word_merges(word):
-            if pair not in merges:
-                merges.append(pair)
-                tokens.append("".join(pair))
-    tokens += [BOS, EOS]  # last, as in CLIP
-    return {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}, merges
+    return bpe_vocab(WORDS, _CHARS)
 
 
 def write_tiny_clip_tokenizer(folder) -> CLIPTokenizer:
@@ -54,15 +36,7 @@ def write_tiny_clip_tokenizer(folder) -> CLIPTokenizer:
     (`CLIPTokenizer(vocab_file=..., merges_file=...)` in transformers 5 ignores the files and
     builds a two-token tokenizer, so only `from_pretrained` is used.)
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = tiny_vocab_and_merges()
-    (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    specials = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
-    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": MAX_LENGTH, "do_lower_case": True, **specials}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    write_tokenizer(folder, words=WORDS, chars=_CHARS, max_length=MAX_LENGTH)
     return CLIPTokenizer.from_pretrained(folder)
 
 

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from seppo.config import load_config
 from seppo.errors import ConfigError, SeppoError
+from seppo.demo import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT
 from seppo.evaluate import evaluate, summarize, summary_markdown
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import plot_curves, read_metrics, write_report
@@ -120,14 +121,14 @@ def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seed
         models.append(str(run_dir))
         names.append(f"{arm}/s{seed}")
     settings = {"prompts": list(DIGIT_PROMPTS), "judges": ["digit"], "seeds": [0] if quick else [0, 1, 2],
-                "per_prompt": 2 if quick else 8, "steps": cfg.sampler.steps, "guidance": cfg.sampler.guidance,
-                "eta": cfg.sampler.eta, "resolution": cfg.data.resolution, "progress": not quick}
+                "per_prompt": 2 if quick else 8, "steps": 4 if quick else EVAL_STEPS, "guidance": EVAL_GUIDANCE,
+                "resolution": cfg.data.resolution, "progress": not quick, "unit": IMAGE_UNIT}
     settings.update(eval_kwargs or {})
     result = evaluate(models, names=names, out=out / "eval", **settings)
 
     # ─── per arm: averaged over training seeds within each (prompt, eval seed) unit ───
     scores = result.scores.assign(arm=result.scores["model"].str.split("/").str[0])
-    summary, pairs = summarize(scores, result.judges, by="arm")
+    summary, pairs = summarize(scores, result.judges, by="arm", unit=settings["unit"])
     focus = [p for p in pairs if "seppo" in (p["a"], p["b"]) or "base" in (p["a"], p["b"])]
     extra = {"wall s (mean)": {}, "final flip rate": {}, "seeds": {}}
     for arm in arms:

@@ -61,6 +61,28 @@ def build_tiny_model(cfg: PretrainConfig, folder: Path, *, seed: int = 0):
     return unet, text_encoder, tokenizer, scheduler
 
 
+def cosine_lr(peak: float, step: int, total: int, *, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    return peak * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / total)))
+
+
+def ddpm_update(model, optimizer, params, scheduler, x0: torch.Tensor, hidden: torch.Tensor, *, seed: int, step: int,
+                indices: list[int], lr: float) -> float:
+    """One ε-prediction DDPM update, (t, ε) keyed per sample (seppo.rng); returns the loss."""
+    t = rng.per_sample_randint(scheduler.config.num_train_timesteps, seed=seed, stream="timestep", step=step,
+                               indices=indices)
+    eps = rng.per_sample_randn(x0.shape[1:], seed=seed, stream="noise", step=step, indices=indices)
+    x_t = scheduler.add_noise(x0, eps, t)
+    loss = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[str, int] | None = None,
              progress: bool = True) -> dict[str, Path]:
     """Train from scratch for `max(snapshots.values())` steps, saving a model folder at each
@@ -81,7 +103,6 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
     prompts_all = [digit_prompt(int(d)) for d in labels]
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    lr_at = lambda step: cfg.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / total)))
     unet.train(), text_encoder.train()
     saved: dict[str, Path] = {}
     bar = tqdm(range(total), desc="pretrain", disable=not progress, unit="step")
@@ -95,18 +116,10 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids
         hidden = text_encoder(ids)[0]
-        t = rng.per_sample_randint(scheduler.config.num_train_timesteps, seed=seed, stream="timestep", step=step, indices=idx)
-        eps = rng.per_sample_randn(x0.shape[1:], seed=seed, stream="noise", step=step, indices=idx)
-        x_t = scheduler.add_noise(x0, eps, t)
-        loss = per_sample_error(unet(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        loss = ddpm_update(unet, optimizer, params, scheduler, x0, hidden, seed=seed, step=step, indices=idx,
+                           lr=cosine_lr(cfg.lr, step, total, warmup=100))
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
         for name, at in snapshots.items():
             if step + 1 == at:
                 folder = out / name
@@ -116,7 +129,7 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
                 unet.save_pretrained(folder / "unet")
                 text_encoder.save_pretrained(folder / "text_encoder")
                 (folder / "pretrain.json").write_text(json.dumps(
-                    {"steps": at, "seconds": round(time.time() - t0, 1), "final_loss": loss.item(),
+                    {"steps": at, "seconds": round(time.time() - t0, 1), "final_loss": loss,
                      "config": dataclasses.asdict(cfg)}, indent=1))
                 saved[name] = folder
     shutil.rmtree(work)

@@ -119,7 +119,7 @@ def ink_fraction(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images) > 0).mean(axis=(1, 2))
 
 
-def _prompt_digits(prompts: Sequence[str]) -> np.ndarray:
+def prompt_digits(prompts: Sequence[str]) -> np.ndarray:
     digits = [parse_digit(p) for p in prompts]
     for p, d in zip(prompts, digits):
         if d is None:
@@ -173,7 +173,7 @@ class DigitJudge:
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
         """One reward per (image, prompt), shape (len(images),)."""
         _check_pair(images, prompts)
-        digits = _prompt_digits(prompts)
+        digits = prompt_digits(prompts)
         arrays = np.stack([from_pil(im) for im in images]) if len(images) else np.zeros((0, 16, 16))
         return self.score_arrays(arrays, digits)
 

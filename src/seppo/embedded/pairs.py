@@ -54,20 +54,20 @@ def _chunk_seed(seed: int, name: str, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(name.encode()), chunk]).generate_state(1)[0])
 
 
-def _generate(generators: dict[str, Generator], names: list[str], prompts: list[str],
-              sides: np.ndarray, seed: int, chunk_size: int) -> np.ndarray:
-    """Images for every (prompt, side), one generator call per chunk: (P, 2, 16, 16)."""
-    images = np.zeros((len(prompts), 2, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+def generate_sides(generators: dict[str, Callable], names: list[str], prompts: list[str], sides: np.ndarray,
+                   seed: int, chunk_size: int, to_array: Callable[[list], np.ndarray], shape: tuple) -> np.ndarray:
+    """Outputs for every (prompt, side), one generator call per chunk: (P, 2, *shape).
+    `to_array` turns a generator's outputs (images or clips) into an array (R, *shape)."""
+    out_arrays = np.zeros((len(prompts), 2, *shape), dtype=np.float32)
     for g, name in enumerate(names):
         requests = np.argwhere(sides == g)  # (R, 2) rows of (prompt index, side)
         for k, start in enumerate(range(0, len(requests), chunk_size)):
             chunk = requests[start:start + chunk_size]
             out = generators[name]([prompts[i] for i, _ in chunk], _chunk_seed(seed, name, k))
             if len(out) != len(chunk):
-                raise ValueError(f"generator {name!r} returned {len(out)} images for {len(chunk)} prompts")
-            for (i, side), image in zip(chunk, out):
-                images[i, side] = from_pil(image)
-    return images
+                raise ValueError(f"generator {name!r} returned {len(out)} outputs for {len(chunk)} prompts")
+            out_arrays[chunk[:, 0], chunk[:, 1]] = to_array(out)
+    return out_arrays
 
 
 def _win_rates(names: list[str], sides: np.ndarray, label_0: np.ndarray) -> dict[str, float | None]:
@@ -103,7 +103,9 @@ def build_pick_a_digit(generators: dict[str, Generator], *, prompts_per_digit: i
     digits = np.repeat(np.arange(10), prompts_per_digit)  # (P,)
     prompts = [digit_prompt(d) for d in digits]
     sides = rng.integers(len(names), size=(len(prompts), 2))  # (P, 2) generator of each side
-    images = _generate(generators, names, prompts, sides, seed, chunk_size)  # (P, 2, 16, 16)
+    images = generate_sides(generators, names, prompts, sides, seed, chunk_size,
+                            to_array=lambda out: np.stack([from_pil(im) for im in out]),
+                            shape=(IMAGE_SIZE, IMAGE_SIZE))  # (P, 2, 16, 16)
 
     flat = images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)  # (2P, 16, 16): side 0, side 1, side 0, ...
     utility = annotator.utility(flat, np.repeat(digits, 2)).reshape(-1, 2)  # (P, 2)

@@ -41,10 +41,12 @@ def _word_merges(word: str) -> list[tuple[str, str]]:
     return merges
 
 
-def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    tokens = list(_CHARS) + [c + "</w>" for c in _CHARS]
+def bpe_vocab(words=WORDS, chars: str = _CHARS) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP BPE vocab and merges: single characters (with and without "</w>"), each word as
+    one token built by a merge chain, then bos/eos last."""
+    tokens = list(chars) + [c + "</w>" for c in chars]
     merges: list[tuple[str, str]] = []
-    for word in WORDS:
+    for word in words:
         for pair in _word_merges(word):
             if pair not in merges:
                 merges.append(pair)
@@ -53,18 +55,19 @@ def _vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}, merges
 
 
-def write_tokenizer(folder: Path) -> None:
-    """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json."""
+def write_tokenizer(folder: Path, *, words=WORDS, chars: str = _CHARS, max_length: int = TEXT_MAX_LENGTH) -> None:
+    """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json. Load the
+    result only with `CLIPTokenizer.from_pretrained(folder)`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = _vocab_and_merges()
+    vocab, merges = bpe_vocab(words, chars)
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
     (folder / "merges.txt").write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
     )
     specials = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": TEXT_MAX_LENGTH,
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": max_length,
               "do_lower_case": True, **specials}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 

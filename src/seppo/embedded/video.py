@@ -32,7 +32,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,8 +40,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from seppo.embedded.digits import IMAGE_SIZE, from_pil, parse_digit, real_digits, to_pil
-from seppo.embedded.judge import Annotator, DigitJudge, load_annotator, load_digit_judge, preference_label
+from seppo.embedded.digits import IMAGE_SIZE, from_pil, real_digits, to_pil
+from seppo.embedded.judge import (Annotator, DigitJudge, load_annotator, load_digit_judge, preference_label,
+                                  prompt_digits)
+from seppo.embedded.pairs import generate_sides
 from seppo.errors import DataError
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx), y grows downwards
@@ -220,14 +221,6 @@ def _prompt_directions(prompts: Sequence[str]) -> list[str]:
     return directions
 
 
-def _prompt_digits(prompts: Sequence[str]) -> np.ndarray:
-    digits = [parse_digit(p) for p in prompts]
-    for p, d in zip(prompts, digits):
-        if d is None:
-            raise DataError(f"the digit judge needs a prompt naming a digit 0..9, got {p!r}")
-    return np.asarray(digits, dtype=np.int64)
-
-
 def _check(videos: Sequence, prompts: Sequence[str]) -> None:
     if len(videos) != len(prompts):
         raise ValueError(f"{len(videos)} videos but {len(prompts)} prompts")
@@ -271,7 +264,7 @@ class FrameDigitJudge:
 
     def score(self, videos: Sequence, prompts: Sequence[str]) -> np.ndarray:
         _check(videos, prompts)
-        return self.score_arrays(clip_arrays(videos), _prompt_digits(prompts))
+        return self.score_arrays(clip_arrays(videos), prompt_digits(prompts))
 
 
 def temporal_consistency(videos: Sequence) -> np.ndarray:
@@ -327,7 +320,7 @@ class VideoAnnotator:
     def prefer(self, clip_a, clip_b, prompt: str, *, tie_margin: float = 0.02) -> float:
         """1.0 if `clip_a` is preferred for `prompt`, 0.0 if `clip_b`, 0.5 within `tie_margin`."""
         clips = clip_arrays([clip_a, clip_b])
-        u = self.utility(clips, np.repeat(_prompt_digits([prompt]), 2), _prompt_directions([prompt]) * 2)
+        u = self.utility(clips, np.repeat(prompt_digits([prompt]), 2), _prompt_directions([prompt]) * 2)
         return float(preference_label(u[:1], u[1:], tie_margin)[0])
 
 
@@ -346,10 +339,6 @@ SCHEMA = pa.schema([
     ("label_0", pa.float64()), ("label_1", pa.float64()),
     ("model_0", pa.string()), ("model_1", pa.string()),
 ])
-
-
-def _chunk_seed(seed: int, name: str, chunk: int) -> int:
-    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode()), chunk]).generate_state(1)[0])
 
 
 def build_moving_digits_pairs(generators: dict[str, VideoGenerator], *, prompts_per_cell: int, seed: int,
@@ -379,15 +368,8 @@ def build_moving_digits_pairs(generators: dict[str, VideoGenerator], *, prompts_
     prompts = [video_prompt(d, direction) for d, direction in zip(digits, directions)]
     sides = rng.integers(len(names), size=(len(prompts), 2))  # (P, 2) generator of each side
 
-    clips = np.zeros((len(prompts), 2, num_frames, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
-    for g, name in enumerate(names):
-        requests = np.argwhere(sides == g)  # (R, 2) rows of (prompt index, side)
-        for k, start in enumerate(range(0, len(requests), chunk_size)):
-            chunk = requests[start:start + chunk_size]
-            out = generators[name]([prompts[i] for i, _ in chunk], _chunk_seed(seed, name, k))
-            if len(out) != len(chunk):
-                raise ValueError(f"generator {name!r} returned {len(out)} clips for {len(chunk)} prompts")
-            clips[chunk[:, 0], chunk[:, 1]] = clip_arrays(out)
+    clips = generate_sides(generators, names, prompts, sides, seed, chunk_size, to_array=clip_arrays,
+                           shape=(num_frames, IMAGE_SIZE, IMAGE_SIZE))  # (P, 2, F, 16, 16)
 
     flat = clips.reshape(-1, num_frames, IMAGE_SIZE, IMAGE_SIZE)  # (2P, F, 16, 16): side 0, side 1, ...
     utility = annotator.utility(flat, np.repeat(digits, 2), [d for d in directions for _ in range(2)]).reshape(-1, 2)

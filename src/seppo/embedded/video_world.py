@@ -33,9 +33,8 @@ import torch
 from tqdm.auto import tqdm
 
 from seppo import rng
-from seppo.backbone import per_sample_error
 from seppo.config import PretrainConfig
-from seppo.pretrain import cache_root, embedded_key, ensure_embedded_base
+from seppo.pretrain import cache_root, cosine_lr, ddpm_update, embedded_key, ensure_embedded_base
 
 VIDEO_VERSION = "1"
 # Motion pretraining draws from the seppo.rng streams under seed + this offset, so its draws
@@ -122,7 +121,6 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
         table = text_encoder(ids)[0]  # (41, L, D)
     total = video.steps + video.strong_extra_steps
     optimizer = torch.optim.AdamW(params, lr=video.lr, weight_decay=0.0)
-    lr_at = lambda step: video.lr * min(1.0, (step + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / total)))
     model.train()
     saved: dict[str, Path] = {}
     f = video.num_frames
@@ -138,20 +136,11 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
         drop = rng.per_sample_rand(seed=vseed, stream="dropout", step=step, indices=idx) < video.empty_prompt_prob
         rows = [len(prompts) if dropped else 4 * int(labels[i]) + w for i, w, dropped in zip(pick, way, drop.tolist())]
         hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D): UNetMotionModel wants text per frame
-        t = rng.per_sample_randint(scheduler.config.num_train_timesteps, seed=vseed, stream="timestep", step=step,
-                                   indices=idx)
-        eps = rng.per_sample_randn(x0.shape[1:], seed=vseed, stream="noise", step=step, indices=idx)
-        x_t = scheduler.add_noise(x0, eps, t)
-        loss = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        loss = ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=vseed, step=step, indices=idx,
+                           lr=cosine_lr(video.lr, step, total, warmup=20))
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        info = {"motion_steps": step + 1, "seconds": round(time.time() - t0, 1), "final_loss": loss.item(),
+            bar.set_postfix(loss=f"{loss:.4f}")
+        info = {"motion_steps": step + 1, "seconds": round(time.time() - t0, 1), "final_loss": loss,
                 "video": dataclasses.asdict(video)}
         if step + 1 == video.steps:
             saved["base"] = _save_video_model(image["base"], model, out / "base", {**info, "image": "base"})
