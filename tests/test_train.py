@@ -134,3 +134,29 @@ def test_flipper_from_several_draws_runs(tiny_config, tmp_path):
     assert all(0 <= r["flip_rate"] <= 1 for r in three)
     # Same first draw, same data: only the verdicts (and what follows from them) may differ.
     assert one[0]["policy_err_w"] == three[0]["policy_err_w"]
+
+
+def test_export_loads_with_plain_diffusers_and_transformers(tiny_config, tmp_path):
+    """Every component folder of the final model loads with from_pretrained, in a process that
+    never imports seppo."""
+    import subprocess
+    import sys
+
+    run_dir = train(tiny_config(tmp_path / "r", "method=sft"))
+    code = f"""
+import sys
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+final = {str(run_dir / 'final')!r}
+unet = UNet2DConditionModel.from_pretrained(final + "/unet")
+text = CLIPTextModel.from_pretrained(final + "/text_encoder")
+tok = CLIPTokenizer.from_pretrained(final + "/tokenizer")
+sched = DDPMScheduler.from_pretrained(final + "/scheduler")
+ids = tok(["a handwritten digit 3"], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+out = unet(__import__("torch").zeros(1, 1, 16, 16), 10, encoder_hidden_states=text(ids)[0]).sample
+assert "seppo" not in sys.modules
+print("ok", tuple(out.shape), sched.config.num_train_timesteps)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ok (1, 1, 16, 16) 1000" in result.stdout
