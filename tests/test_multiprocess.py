@@ -24,12 +24,12 @@ from conftest import TINY
 from safetensors.torch import load_file
 
 from seppo.train import train
+from test_resilience import env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "src" / "seppo" / "configs" / "digits.yaml")
                    if p.exists()), ROOT / "configs" / "digits-seppo.yaml"))
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-HOOK = Path(__file__).resolve().parent / "resilience_hook"
 TIME_FIELDS = ("time_generate", "time_rest")
 
 
@@ -39,15 +39,6 @@ def rows(run_dir: Path) -> list[dict]:
 
 def final_unet(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run_dir / "final" / "unet" / "diffusion_pytorch_model.safetensors"))
-
-
-def env(hold: str | None = None) -> dict:
-    e = dict(os.environ, SEPPO_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK), e.get("PYTHONPATH", "")) if p)
-    e.pop("SEPPO_TEST_HOLD_CHECKPOINT", None)
-    if hold:
-        e["SEPPO_TEST_HOLD_CHECKPOINT"] = hold
-    return e
 
 
 def torchrun(*args: str, hold: str | None = None, **popen) -> subprocess.Popen:
