@@ -364,10 +364,10 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
                     accelerator.backward(loss / accum)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v / accum
-            finite = _all_finite(accelerator, params, sums["loss"])
+            # One fused norm both clips and tells whether every gradient is finite (one host sync).
+            norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else math.inf)
+            finite = _all_finite(accelerator, sums["loss"], norm, params)
             if finite:
-                if cfg.train.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 bad_streak = 0
@@ -429,9 +429,14 @@ class _nullcontext:
         return False
 
 
-def _all_finite(accelerator, params, loss: float) -> bool:
-    ok = math.isfinite(loss) and all(p.grad is None or torch.isfinite(p.grad).all() for p in params)
-    flag = torch.tensor([1.0 if ok else 0.0], device=accelerator.device)
+def _all_finite(accelerator, loss: float, grad_norm, params) -> bool:
+    """Loss and gradients finite on every process (the gradient norm is non-finite iff some
+    gradient is; DeepSpeed may return no norm, then the gradients are checked one by one)."""
+    if grad_norm is None:
+        grads_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in params)
+    else:
+        grads_ok = bool(torch.isfinite(torch.as_tensor(grad_norm)))
+    flag = torch.tensor([1.0 if (math.isfinite(loss) and grads_ok) else 0.0], device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes)
 
 
