@@ -160,3 +160,19 @@ print("ok", tuple(out.shape), sched.config.num_train_timesteps)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ok (1, 1, 16, 16) 1000" in result.stdout
+
+
+def test_ema_export_holds_the_average_and_resume_keeps_it(tiny_config, tmp_path):
+    """With train.ema_decay the export is the EMA (not θ_K, which the pool keeps), and a run
+    resumed from its checkpoint ends with the same EMA weights."""
+    overrides = ("train.ema_decay=0.5", "train.updates_per_iteration=3", "checkpoints.every=2", "checkpoints.keep_last=5")
+    full = train(tiny_config(tmp_path / "full", *overrides))
+    final, theta_k = unet_weights(full / "final"), load_file(str(full / "pool" / "theta-2.safetensors"))
+    assert any(not torch.equal(final[k], theta_k[k]) for k in theta_k)
+    killed = tmp_path / "killed"
+    shutil.copytree(full, killed)
+    shutil.rmtree(killed / "final")
+    shutil.rmtree(killed / "checkpoints" / "step-4")
+    resumed = train(tiny_config(killed, *overrides, "resume=true"))
+    again = unet_weights(resumed / "final")
+    assert all(torch.equal(final[k], again[k]) for k in final)

@@ -1,7 +1,7 @@
 """Atomic, rotated checkpoints: everything that decides the future of a run.
 
 `checkpoints/step-N/` holds the trainable weights (safetensors), the optimizer and LR
-schedule states, and `state.json` (update counter, reference pool size and draw history,
+schedule states, the EMA weights when `train.ema_decay` > 0, and `state.json` (update counter, reference pool size and draw history,
 the reference in use, the data order's position, the bad-step counter). The reference
 pool's snapshots live in the run's `pool/` (written once each). Per-sample random draws are
 keyed by (seed, step, index) (seppo.rng), so they need no saved state.
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-WEIGHTS, OPTIMIZER, SCHEDULER, STATE = "trainable.safetensors", "optimizer.pt", "scheduler.pt", "state.json"
+WEIGHTS, OPTIMIZER, SCHEDULER, STATE, EMA = "trainable.safetensors", "optimizer.pt", "scheduler.pt", "state.json", "ema.pt"
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -31,7 +31,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, *, weights: dict[str, torch.Tensor], optimizer, scheduler,
-                    state: dict, keep_last: int) -> Path:
+                    state: dict, keep_last: int, ema=None) -> Path:
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob("*.tmp"):
@@ -42,6 +42,8 @@ def save_checkpoint(run_dir: Path, step: int, *, weights: dict[str, torch.Tensor
     save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS))
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
     torch.save(scheduler.state_dict(), tmp / SCHEDULER)
+    if ema is not None:
+        torch.save(ema.state_dict(), tmp / EMA)
     (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=1))
     _fsync_tree(tmp)
     if final.exists():
@@ -68,4 +70,5 @@ def load_checkpoint(folder: Path) -> dict:
         "optimizer": torch.load(folder / OPTIMIZER, weights_only=False),
         "scheduler": torch.load(folder / SCHEDULER, weights_only=False),
         "state": json.loads((folder / STATE).read_text()),
+        "ema": torch.load(folder / EMA, weights_only=False) if (folder / EMA).exists() else None,
     }

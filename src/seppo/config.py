@@ -125,6 +125,7 @@ class TrainConfig:
     # "all" also the policy UNet. A LoRA UNet serves both roles and is compiled whole.
     compile: str = "none"
     use_8bit_adam: bool = False  # needs bitsandbytes
+    ema_decay: float = 0.0  # > 0 keeps an EMA of the trainable weights (diffusers' EMAModel); the export uses it
     max_bad_steps: int = 5  # consecutive non-finite updates before the run stops
 
 
@@ -315,6 +316,8 @@ def validate(c: Config, *, explicit: set[str] | None = None) -> None:
     _positive("train.max_bad_steps", c.train.max_bad_steps)
     _positive("beta", c.beta)
     _positive("flipper_draws", c.flipper_draws)
+    if not 0 <= c.train.ema_decay < 1:
+        raise ConfigError(f"config key train.ema_decay: must be in [0, 1), got {c.train.ema_decay}")
     _positive("sampler.steps", c.sampler.steps)
     _positive("sampler.guidance", c.sampler.guidance, zero_ok=True)
     _positive("sampler.eta", c.sampler.eta, zero_ok=True)

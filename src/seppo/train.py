@@ -303,6 +303,11 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     backbone.train_unet, optimizer, lr_scheduler = accelerator.prepare(backbone.unet, optimizer, lr_scheduler)
     backbone.unet.train()
 
+    ema = None
+    if cfg.train.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=cfg.train.ema_decay)
     b, accum = cfg.train.batch_size, cfg.train.grad_accum
     effective = b * world * accum
     order = BatchOrder(len(dataset), effective, cfg.seed)
@@ -316,6 +321,8 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
         backbone.load_trainable_state(ckpt["weights"])
         optimizer.load_state_dict(ckpt["optimizer"])
         lr_scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         pool.load_state_dict(state["pool"])
         order.load_state_dict(state["order"])
         start, reference = state["step"], state["reference"]
@@ -370,6 +377,8 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
             if finite:
                 optimizer.step()
                 lr_scheduler.step()
+                if ema is not None:
+                    ema.step(params)
                 bad_streak = 0
             else:
                 bad_streak, bad_total = bad_streak + 1, bad_total + 1
@@ -392,7 +401,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
             every = cfg.checkpoints.every and (step + 1) % cfg.checkpoints.every == 0
             if (stop.requested and not last) or (every and not last):
                 _checkpoint(accelerator, run_dir, cfg, backbone, optimizer, lr_scheduler, pool, order, step + 1,
-                            reference, bad_streak, bad_total)
+                            reference, bad_streak, bad_total, ema)
             if bad_streak >= cfg.train.max_bad_steps:
                 raise SeppoError(f"{bad_streak} consecutive updates had a non-finite loss or gradient (last at update "
                                  f"{step + 1}); stopping. The last checkpoint in {run_dir / 'checkpoints'} is intact")
@@ -407,6 +416,8 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     if is_main:
         from seppo.export import export_final
 
+        if ema is not None:  # the export holds the EMA weights; the pool keeps the raw θ_k
+            ema.copy_to(params)
         export_final(backbone, model_path, run_dir, cfg)
         summary = {"method": cfg.method, "updates": total, "effective_batch": effective, "wall_seconds": round(time.time() - wall0, 1),
                    "data": data_summary.as_dict(), "reference_draws": pool.draws, "bad_steps": bad_total}
@@ -477,10 +488,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _checkpoint(accelerator, run_dir, cfg, backbone, optimizer, lr_scheduler, pool, order, step, reference,
-                bad_streak, bad_total) -> None:
+                bad_streak, bad_total, ema=None) -> None:
     if accelerator.is_main_process:
         state = {"pool": pool.state_dict(), "order": order.state_dict(), "reference": reference,
                  "bad_streak": bad_streak, "bad_total": bad_total, "config": to_dict(cfg)}
         save_checkpoint(run_dir, step, weights=backbone.trainable_state(), optimizer=optimizer, scheduler=lr_scheduler,
-                        state=state, keep_last=cfg.checkpoints.keep_last)
+                        state=state, keep_last=cfg.checkpoints.keep_last, ema=ema)
     accelerator.wait_for_everyone()
