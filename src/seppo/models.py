@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import yaml
 from PIL import Image
@@ -120,4 +119,3 @@ def eval_seeds(seed: int, n: int) -> list[int]:
     return [int(rng.sample_seed(seed, "eval", 0, i) % (2**31)) for i in range(n)]
 
 
-__all__ = ["resolve_model", "load_for_sampling", "to_images", "sample", "grid", "eval_seeds", "np"]

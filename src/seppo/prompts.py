@@ -13,28 +13,18 @@ Every problem raises `DataError` naming the file (and the column or row).
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
+from seppo.data.sources import matching_files
 from seppo.errors import DataError
 
 DIGIT_PROMPTS: list[str] = [f"a handwritten digit {digit}" for digit in range(10)]
 
 
 def _files(path: str, pattern: str) -> list[Path]:
-    """A file, every `pattern` file in a folder, or a glob's matches, sorted by name."""
-    if any(char in path for char in "*?["):
-        files = sorted(Path(p) for p in glob.glob(path))
-    elif Path(path).is_dir():
-        files = sorted(Path(path).glob(pattern))
-    elif Path(path).is_file():
-        files = [Path(path)]
-    else:
-        raise DataError(f"prompt file not found: {path}")
-    if not files:
-        raise DataError(f"no {pattern} prompt files in {path}")
-    return files
+    return matching_files(path, pattern, missing=f"prompt file not found: {path}",
+                          empty=f"no {pattern} prompt files in {path}")
 
 
 def _strings(values, source: Path, where: str) -> list[str]:

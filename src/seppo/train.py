@@ -15,6 +15,7 @@ the batch comes from (`SECOND_HALF`) and which loss is applied (`seppo.losses.LO
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -365,7 +366,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
                 local = shard(window, rank, world)
                 keys = [step * effective + micro * world * b + rank * b + i for i in range(b)]  # global sample index
                 batch = dataset.get(local, shard(flips[micro * world * b:(micro + 1) * world * b], rank, world))
-                sync = accelerator.no_sync(backbone.train_unet) if micro < accum - 1 else _nullcontext()
+                sync = accelerator.no_sync(backbone.train_unet) if micro < accum - 1 else contextlib.nullcontext()
                 with sync, accelerator.autocast():
                     loss, metrics = update_losses(backbone, cfg, batch, keys, step, timings)
                     accelerator.backward(loss / accum)
@@ -430,14 +431,6 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _all_finite(accelerator, loss: float, grad_norm, params) -> bool:

@@ -238,17 +238,24 @@ def _pickapic_record(where, caption, jpg_0, jpg_1, label_0, pairs, min_size, num
 
 def parquet_shards(path: str) -> list[Path]:
     """A parquet file, every *.parquet in a folder, or a glob; sorted, and never empty."""
+    return matching_files(path, "*.parquet", missing=f"{path}: no such file or folder",
+                          empty=f"{path}: no parquet shards found")
+
+
+def matching_files(path: str | Path, pattern: str, *, missing: str, empty: str) -> list[Path]:
+    """A file, every `pattern` file in a folder, or a glob's matches, sorted by name;
+    `DataError(missing)` for a path that is none of these, `DataError(empty)` for no match."""
     if any(ch in str(path) for ch in "*?["):
-        shards = sorted(Path(p) for p in glob.glob(str(path)))
+        files = sorted(Path(p) for p in glob.glob(str(path)))
     elif Path(path).is_dir():
-        shards = sorted(Path(path).glob("*.parquet"))
+        files = sorted(Path(path).glob(pattern))
     elif Path(path).is_file():
-        shards = [Path(path)]
+        files = [Path(path)]
     else:
-        raise DataError(f"{path}: no such file or folder")
-    if not shards:
-        raise DataError(f"{path}: no parquet shards found")
-    return shards
+        raise DataError(missing)
+    if not files:
+        raise DataError(empty)
+    return files
 
 
 # ---------------------------------------------------------------------------------------------

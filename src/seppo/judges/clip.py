@@ -130,6 +130,11 @@ class _ScaledCosineJudge:
         return (self.cosine_scale() * cosine).double().cpu().numpy()
 
 
+def clip_embedder(model_path, processor_path=None, device: str = "cpu", batch_size: int = 16) -> "ClipEmbedder":
+    """A CLIP folder (and its processor, by default the same folder) ready to embed."""
+    return ClipEmbedder(load_clip_model(model_path), load_clip_processor(processor_path or model_path), device, batch_size)
+
+
 class PickScoreJudge(_ScaledCosineJudge):
     """PickScore: exp(τ) · cos(u, v), with the model's own logit scale τ (exp(τ) = 100).
 
@@ -141,9 +146,7 @@ class PickScoreJudge(_ScaledCosineJudge):
     scale = "logit_scale.exp() x cosine (PickScore, ~21)"
 
     def __init__(self, model_path, processor_path=None, device: str = "cpu", batch_size: int = 16):
-        model = load_clip_model(model_path)
-        processor = load_clip_processor(processor_path or model_path)
-        super().__init__(ClipEmbedder(model, processor, device, batch_size))
+        super().__init__(clip_embedder(model_path, processor_path, device, batch_size))
 
     def cosine_scale(self) -> float:
         return float(self.embedder.model.logit_scale.detach().exp())
@@ -156,9 +159,7 @@ class ClipScoreJudge(_ScaledCosineJudge):
     scale = "100 x cosine of CLIP text and image embeddings"
 
     def __init__(self, model_path, processor_path=None, device: str = "cpu", batch_size: int = 16):
-        model = load_clip_model(model_path)
-        processor = load_clip_processor(processor_path or model_path)
-        super().__init__(ClipEmbedder(model, processor, device, batch_size))
+        super().__init__(clip_embedder(model_path, processor_path, device, batch_size))
 
 
 class HPSv2Judge(_ScaledCosineJudge):
@@ -229,11 +230,9 @@ class AestheticJudge:
     scale = "LAION aesthetic predictor output (~1-10, typical 5-6)"
 
     def __init__(self, clip_path, head_path, processor_path=None, device: str = "cpu", batch_size: int = 16):
-        model = load_clip_model(clip_path)
-        processor = load_clip_processor(processor_path or clip_path)
-        self.embedder = ClipEmbedder(model, processor, device, batch_size)
+        self.embedder = clip_embedder(clip_path, processor_path, device, batch_size)
         head_path = _existing(head_path, "aesthetic head file")
-        self.head = aesthetic_mlp(model.config.projection_dim)
+        self.head = aesthetic_mlp(self.embedder.model.config.projection_dim)
         try:
             self.head.load_state_dict(_read_head(head_path))
         except RuntimeError as err:  # missing keys or a head built for another CLIP width
