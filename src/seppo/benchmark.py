@@ -1,0 +1,293 @@
+"""`seppo benchmark`: a comparison of methods that a user can trust (DESIGN.md §3).
+
+Two phases, each a set of `seppo train` runs (one thread each, `jobs` at a time):
+
+1. **Tuning.** For each tuned method (SFT, Diffusion-DPO, SePPO) a grid of learning rates,
+   and of β for the preference methods, each point trained with `tune_seeds` training seeds
+   of its own and scored by the selection judge (the learned preference judge) on
+   *validation* noise keys. The best point by mean score is selected; where it sits on an
+   edge of the grid, the grid grows one step past that edge (at most `max_widen` times).
+2. **Final.** Every arm is trained at its method's selected settings with fresh training
+   seeds 0..S−1 and evaluated on *final* noise keys, which no tuning run ever saw (checked:
+   the two key sets are disjoint, or the benchmark stops). The ablation arms (flipper and
+   reference variants, SPIN and DITTO presets) use SePPO's selected settings, as the paper's
+   Table 5 does. Every arm has the same updates and examples seen.
+
+Training seed s of every arm is evaluated on its own evaluation set (eval seed
+`FINAL_EVAL_SEED + s`), and the untrained base on all of them, so the arms are paired by
+seed: same training seed, same base, same data order, same evaluation images. Statistics
+(`seppo.benchmark_tables`) take the run as the unit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from seppo.config import load_config
+from seppo.errors import SeppoError
+from seppo.evaluate import evaluate, sample_plan
+from seppo.prompts import DIGIT_PROMPTS
+
+# The tuned methods and the settings they are tuned over.
+TUNED = OrderedDict([("sft", ("train.lr",)), ("dpo", ("train.lr", "beta")), ("seppo", ("train.lr", "beta"))])
+# arm -> (the tuned method whose selected settings it takes, its own overrides); None: the base.
+ARMS: "OrderedDict[str, tuple[str, list[str]] | None]" = OrderedDict([
+    ("base", None),
+    ("sft", ("sft", ["method=sft"])),
+    ("dpo", ("dpo", ["method=dpo"])),
+    ("seppo", ("seppo", ["method=seppo"])),
+    ("seppo-indicator", ("seppo", ["method=seppo", "flipper=indicator"])),
+    ("seppo-noflip", ("seppo", ["method=seppo", "flipper=none"])),
+    ("seppo-initial", ("seppo", ["method=seppo", "reference=initial"])),
+    ("seppo-latest", ("seppo", ["method=seppo", "reference=latest"])),
+    ("spin", ("seppo", ["method=spin", "reference=latest", "flipper=none"])),
+    ("ditto", ("seppo", ["method=ditto", "reference=initial", "flipper=none"])),
+])
+# Seed ranges (ours): tuning runs and validation keys never overlap the final ones.
+TUNE_SEED0 = 1000  # training seeds of tuning runs: 1000, 1001, ...
+VALIDATION_EVAL_SEED = 5000  # eval seed of the validation keys
+FINAL_EVAL_SEED = 100  # final evaluation set of training seed s: eval seed 100 + s
+EVAL_STEPS, EVAL_GUIDANCE = 20, 3.0
+QUICK = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
+         "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
+         "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.generator_steps=4"]
+
+
+@dataclass
+class BenchmarkPlan:
+    """What a benchmark runs; every number is recorded in its output."""
+
+    seeds: int = 8  # final training seeds per arm
+    tune_seeds: int = 2  # training seeds per grid point
+    lrs: list = field(default_factory=lambda: [1e-5, 3e-5, 1e-4, 3e-4])
+    betas: list = field(default_factory=lambda: [500.0, 2000.0, 5000.0])
+    max_widen: int = 2  # times a grid may grow past an edge, per setting
+    select_judge: str = "preference"
+    judges: list = field(default_factory=lambda: ["preference", "oracle", "digit", "stroke"])
+    validation_per_prompt: int = 10  # validation images per prompt per tuning run
+    final_per_prompt: int = 20  # final images per prompt per run
+    eval_steps: int = EVAL_STEPS
+    eval_guidance: float = EVAL_GUIDANCE
+    arms: list = field(default_factory=lambda: list(ARMS))
+    tune: bool = True  # False: every arm at the config's own settings (no selection)
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def widen(values: Sequence[float], best: float) -> float | None:
+    """The next grid value past the edge where `best` sits (one geometric step), or None
+    when `best` is interior. Values are positive and the grid is sorted before use."""
+    v = sorted(values)
+    if len(v) < 2 or v[0] < best < v[-1]:
+        return None
+    if best == v[-1]:
+        return _round(v[-1] * v[-1] / v[-2])
+    return _round(v[0] * v[0] / v[1])
+
+
+def _round(x: float) -> float:
+    """The nearest (in log scale) of 1, 2, 3, 5 × 10^k: grids stay readable (3e-4 → 1e-3, 5000 → 1e4)."""
+    k = math.floor(math.log10(x))
+    candidates = [m * 10.0 ** e for e in (k, k + 1) for m in (1, 2, 3, 5)]
+    return float(f"{min(candidates, key=lambda c: abs(math.log(c / x))):.3g}")
+
+
+def select(scores: pd.DataFrame, settings: Sequence[str]) -> dict:
+    """The grid point with the highest mean score over its tuning seeds; ties go to the
+    smaller learning rate. `scores` has one row per tuning run: the settings, `score`."""
+    means = scores.groupby(list(settings))["score"].mean().reset_index()
+    means = means.sort_values(["score", "train.lr"], ascending=[False, True])
+    best = means.iloc[0]
+    return {s: float(best[s]) for s in settings}
+
+
+def overrides_of(point: dict) -> list[str]:
+    return [f"{key}={value:g}" for key, value in point.items()]
+
+
+def check_disjoint(validation: pd.DataFrame, final: pd.DataFrame) -> None:
+    """Tuning must never read the final evaluation's noise keys."""
+    shared = set(validation["key"]) & set(final["key"])
+    if shared:
+        raise SeppoError(f"validation and final evaluation share {len(shared)} noise keys (e.g. {min(shared)})")
+
+
+# ---------------------------------------------------------------- running
+
+
+def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
+    """One `seppo train` subprocess on one thread; a finished run (summary.json) is reused."""
+    if (run_dir / "summary.json").is_file():
+        return run_dir
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
+    command = [sys.executable, "-m", "seppo", "train", str(config), *overrides, f"output_dir={run_dir}",
+               "overwrite=true", "log.progress=false"]
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    with open(log_path, "w") as log:
+        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    if done.returncode != 0:
+        raise SeppoError(f"benchmark run {run_dir.name} failed (exit {done.returncode}); see {log_path}")
+    return run_dir
+
+
+def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
+    """Train every (config, overrides, run_dir); the first alone, so shared caches are built once."""
+    if not jobs_list:
+        return
+    train_run(*jobs_list[0])
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(lambda job: train_run(*job), jobs_list[1:]))
+
+
+class Benchmark:
+    def __init__(self, config: Path, overrides: Sequence[str], out: Path, plan: BenchmarkPlan, *, jobs: int = 2,
+                 quick: bool = False, progress: bool = True):
+        self.config, self.out, self.plan, self.jobs, self.progress = Path(config), Path(out), plan, jobs, progress
+        self.overrides = [*(QUICK if quick else []), *overrides]
+        self.cfg = load_config(self.config, self.overrides)
+        self.prompts = list(DIGIT_PROMPTS)
+        self.validation_plan = sample_plan(self.prompts, [VALIDATION_EVAL_SEED], plan.validation_per_prompt)
+        self.final_plan = sample_plan(self.prompts, [FINAL_EVAL_SEED + s for s in range(plan.seeds)],
+                                      plan.final_per_prompt)
+        check_disjoint(self.validation_plan, self.final_plan)
+
+    def _evaluate(self, models: list[str], names: list[str], eval_seed: int, per_prompt: int, out: Path, judges):
+        return evaluate(models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
+                        per_prompt=per_prompt, steps=self.plan.eval_steps, guidance=self.plan.eval_guidance,
+                        resolution=self.cfg.data.resolution, out=out, progress=self.progress,
+                        unit=("prompt_idx", "seed", "k"))
+
+    # ─── phase 1: tuning ───
+    def tune(self) -> tuple[dict[str, dict], pd.DataFrame]:
+        """Selected settings per tuned method, and every tuning run's validation score."""
+        selected, rows = {}, []
+        for method, settings in TUNED.items():
+            if not any(ARMS[a] and ARMS[a][0] == method for a in self.plan.arms):
+                continue
+            axes = {"train.lr": list(self.plan.lrs), "beta": list(self.plan.betas)}
+            axes = {s: axes[s] for s in settings}
+            widened = {s: 0 for s in settings}
+            while True:
+                points = _grid_points(axes)
+                jobs = [(self.config, [*self.overrides, f"method={method}", *overrides_of(p), f"seed={TUNE_SEED0 + i}"],
+                         self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
+                run_all(jobs, self.jobs)
+                scores = self._validation_scores(method, points)
+                best = select(scores, settings)
+                grown = False
+                for s in settings:
+                    nxt = widen(axes[s], best[s])
+                    if nxt is not None and widened[s] < self.plan.max_widen and nxt > 0:
+                        axes[s] = sorted([*axes[s], nxt])
+                        widened[s] += 1
+                        grown = True
+                if not grown:
+                    break
+            selected[method] = best
+            rows.append(scores.assign(method=method))
+        grid = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        return selected, grid
+
+    def _tune_dir(self, method: str, point: dict, i: int) -> Path:
+        tag = "-".join(f"{k.split('.')[-1]}{v:g}" for k, v in point.items())
+        return self.out / "tuning" / "runs" / f"{method}-{tag}-s{TUNE_SEED0 + i}"
+
+    def _validation_scores(self, method: str, points: list[dict]) -> pd.DataFrame:
+        """Mean selection-judge score of each tuning run on the validation keys (cached per run)."""
+        rows = []
+        for p in points:
+            for i in range(self.plan.tune_seeds):
+                run_dir = self._tune_dir(method, p, i)
+                cached = run_dir / "validation.json"
+                if not cached.is_file():
+                    result = self._evaluate([str(run_dir)], [run_dir.name], VALIDATION_EVAL_SEED,
+                                            self.plan.validation_per_prompt, run_dir / "validation",
+                                            [self.plan.select_judge])
+                    score = float(result.scores[self.plan.select_judge].mean())
+                    cached.write_text(json.dumps({"score": score, "judge": self.plan.select_judge,
+                                                  "keys": len(result.scores)}))
+                rows.append({**p, "seed": TUNE_SEED0 + i, "score": json.loads(cached.read_text())["score"]})
+        return pd.DataFrame(rows)
+
+    # ─── phase 2: final runs ───
+    def final(self, selected: dict[str, dict]) -> tuple[pd.DataFrame, dict[str, list[Path]]]:
+        """Train every arm × seed at its selected settings, evaluate on the final keys."""
+        runs: dict[str, list[Path]] = {}
+        jobs = []
+        for arm in self.plan.arms:
+            if ARMS[arm] is None:
+                continue
+            method, arm_overrides = ARMS[arm]
+            chosen = overrides_of(selected.get(method, {}))
+            for s in range(self.plan.seeds):
+                run_dir = self.out / "runs" / f"{arm}-s{s}"
+                jobs.append((self.config, [*self.overrides, *chosen, *arm_overrides, f"seed={s}"], run_dir))
+                runs.setdefault(arm, []).append(run_dir)
+        t0 = time.time()
+        run_all(jobs, self.jobs)
+        self.train_seconds = time.time() - t0
+        from seppo.train import resolve_model_path
+
+        base = str(resolve_model_path(self.cfg, progress=False))
+        tables = []
+        for s in range(self.plan.seeds):
+            models = ([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs]
+            names = (["base"] if "base" in self.plan.arms else []) + list(runs)
+            result = self._evaluate(models, names, FINAL_EVAL_SEED + s, self.plan.final_per_prompt,
+                                    self.out / "eval" / f"s{s}", self.plan.judges)
+            diversity = result.diversity
+            tables.append(result.scores.rename(columns={"model": "arm"}).assign(
+                train_seed=s, diversity=lambda t: t["arm"].map(diversity)))
+        return pd.concat(tables, ignore_index=True), runs
+
+
+def _grid_points(axes: dict[str, list[float]]) -> list[dict]:
+    points = [{}]
+    for key, values in axes.items():
+        points = [{**p, key: v} for p in points for v in values]
+    return points
+
+
+def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Path, plan: BenchmarkPlan | None = None,
+                  quick: bool = False, jobs: int = 2, progress: bool = True) -> Path:
+    """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`."""
+    from seppo.benchmark_tables import write_outputs
+
+    plan = plan or BenchmarkPlan()
+    wall0 = time.time()
+    bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    if plan.tune:
+        selected, grid = bench.tune()
+    else:
+        selected, grid = {}, pd.DataFrame()
+    tune_seconds = time.time() - wall0
+    scores, runs = bench.final(selected)
+    timing = {"tune_seconds": round(tune_seconds, 1), "final_train_seconds": round(bench.train_seconds, 1),
+              "total_seconds": round(time.time() - wall0, 1)}
+    return write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
+                         config=str(config), overrides=bench.overrides, timing=timing,
+                         keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
+                         world=_world_settings(bench.cfg))
+
+
+def _world_settings(cfg) -> dict:
+    return {"pretrain": {k: v for k, v in vars(cfg.pretrain).items() if not hasattr(v, "__dataclass_fields__")},
+            "budget": {"iterations": cfg.train.iterations, "updates_per_iteration": cfg.train.updates_per_iteration,
+                       "batch_size": cfg.train.batch_size, "reference_sampler_steps": cfg.sampler.steps},
+            "updates": cfg.train.iterations * cfg.train.updates_per_iteration,
+            "examples_seen": cfg.train.iterations * cfg.train.updates_per_iteration * cfg.train.batch_size}

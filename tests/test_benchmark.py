@@ -1,0 +1,98 @@
+"""The benchmark: grid growth and selection by hand, disjoint keys, seed-level tables, one tiny run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seppo.benchmark import (FINAL_EVAL_SEED, VALIDATION_EVAL_SEED, BenchmarkPlan, check_disjoint, run_benchmark,
+                             select, widen)
+from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
+from seppo.errors import SeppoError
+from seppo.evaluate import sample_plan
+from seppo.prompts import DIGIT_PROMPTS
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_grid_grows_one_step_past_the_edge_where_the_best_point_sits():
+    lrs = [1e-5, 3e-5, 1e-4, 3e-4]
+    assert widen(lrs, 3e-4) == 1e-3
+    assert widen(lrs, 1e-5) == 3e-6
+    assert widen(lrs, 1e-4) is None
+    assert widen([500.0, 2000.0, 5000.0], 5000.0) == 1e4
+    assert widen([500.0, 2000.0, 5000.0], 500.0) == 100.0
+
+
+def test_selection_takes_the_best_mean_over_seeds_and_ties_go_to_the_smaller_lr():
+    scores = pd.DataFrame({"train.lr": [1e-4, 1e-4, 3e-4, 3e-4, 1e-5, 1e-5],
+                           "score": [0.5, 0.7, 0.9, 0.2, 0.6, 0.6]})
+    # means: 1e-4 → 0.6, 3e-4 → 0.55, 1e-5 → 0.6; the tie between 1e-5 and 1e-4 goes to 1e-5
+    assert select(scores, ["train.lr"]) == {"train.lr": 1e-5}
+    scores.loc[0, "score"] = 0.6  # 1e-4 → 0.65
+    assert select(scores, ["train.lr"]) == {"train.lr": 1e-4}
+
+
+def test_tuning_never_reads_the_final_evaluation_keys():
+    validation = sample_plan(DIGIT_PROMPTS, [VALIDATION_EVAL_SEED], 10)
+    final = sample_plan(DIGIT_PROMPTS, [FINAL_EVAL_SEED + s for s in range(8)], 20)
+    assert not set(validation["key"]) & set(final["key"])
+    check_disjoint(validation, final)
+    with pytest.raises(SeppoError, match="share 100 noise keys"):
+        check_disjoint(validation, validation)
+
+
+def _scores(effects: dict[str, list[float]], images: int = 50, noise: float = 0.05) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, per_seed in effects.items():
+        for s, effect in enumerate(per_seed):
+            rows += [{"arm": arm, "train_seed": s, "k": k, "digit": effect + noise * rng.normal()} for k in range(images)]
+    return pd.DataFrame(rows)
+
+
+def test_seed_level_tables_pair_arms_by_seed():
+    # a is 0.1 above the base at every seed, b equals the base on average but wanders by seed
+    scores = _scores({"base": [0.5] * 4, "seppo": [0.6, 0.62, 0.58, 0.6], "sft": [0.3, 0.7, 0.4, 0.6]})
+    arms = ["base", "sft", "seppo"]
+    summary = {(r["arm"], r["judge"]): r for r in arm_summary(scores, ["digit"], arms)}
+    assert summary[("seppo", "digit")]["seeds"] == 4
+    assert summary[("seppo", "digit")]["unit"] == "training seeds"
+    assert summary[("base", "digit")]["unit"] == "evaluation sets (untrained)"
+    # the seed-level interval of the wandering arm is far wider than its within-run precision
+    sft = summary[("sft", "digit")]
+    assert sft["hi"] - sft["lo"] > 5 * (sft["within_run_seed0"][1] - sft["within_run_seed0"][0])
+    paired = {(r["a"], r["b"]): r for r in paired_summary(scores, ["digit"], arms)}
+    assert paired[("seppo", "base")]["resolved"] and paired[("seppo", "base")]["mean_diff"] > 0.08
+    assert verdict(paired[("seppo", "base")]) == "seppo above base"
+    assert not paired[("sft", "base")]["resolved"]
+    assert verdict(paired[("sft", "base")]) == "not resolved at this budget"
+
+
+def test_comparisons_name_base_baselines_and_ablations():
+    pairs = comparisons(["base", "sft", "dpo", "seppo", "seppo-noflip", "spin"])
+    assert ("seppo", "base") in pairs and ("seppo", "sft") in pairs and ("seppo", "dpo") in pairs
+    assert ("seppo-noflip", "seppo") in pairs and ("spin", "seppo") in pairs
+    assert ("sft", "seppo") not in pairs
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
+    plan = BenchmarkPlan(seeds=2, tune_seeds=1, lrs=[1e-4], betas=[2000.0], max_widen=0, select_judge="digit",
+                         judges=["digit"], validation_per_prompt=1, final_per_prompt=1, eval_steps=2,
+                         arms=["base", "sft", "seppo"])
+    md = run_benchmark(ROOT / "configs/digits-seppo.yaml", out=tmp_path, plan=plan, quick=True, jobs=2, progress=False)
+    text = md.read_text()
+    assert "| seppo − base | digit |" in text and "## Selected settings" in text
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert data["selected"] == {"sft": {"train.lr": 1e-4}, "seppo": {"train.lr": 1e-4, "beta": 2000.0}}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == [
+        "seppo-s0", "seppo-s1", "sft-s0", "sft-s1"]
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert set(scores["train_seed"]) == {0, 1} and set(scores["arm"]) == {"base", "sft", "seppo"}
+    # each seed set has its own evaluation keys, the same for every arm of that seed
+    keys = scores.groupby(["train_seed", "arm"])["key"].apply(frozenset).unstack()
+    assert keys.loc[0, "base"] == keys.loc[0, "seppo"] and keys.loc[0, "base"] != keys.loc[1, "base"]
+    assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
