@@ -66,9 +66,11 @@ class RunDir:
 
     # ------------------------------------------------------------------ writing
 
-    def refuse_if_taken(self, cfg: Config) -> None:
-        """A folder holding another run is used only with resume=true or overwrite=true."""
-        if self.is_run() and not (cfg.resume or cfg.overwrite):
+    def refuse_if_taken(self, cfg: Config, holds_run: bool | None = None) -> None:
+        """A folder holding another run is used only with resume=true or overwrite=true.
+        `holds_run`: what the folder held when looked at, if not now."""
+        holds_run = self.is_run() if holds_run is None else holds_run
+        if holds_run and not (cfg.resume or cfg.overwrite):
             raise SeppoError(f"{self.path} already holds a run: pass resume=true to continue it or overwrite=true to replace it")
 
     def prepare(self, cfg: Config, is_main: bool, barrier=lambda: None) -> None:
@@ -76,7 +78,7 @@ class RunDir:
         resolved config (the main process)."""
         holds_run = self.is_run()
         barrier()  # every process looks before the main one writes config.yaml
-        self.refuse_if_taken(cfg)
+        self.refuse_if_taken(cfg, holds_run)  # what it held before the barrier: the main one may have written since
         if not is_main:
             return
         if holds_run and cfg.overwrite and not cfg.resume:
