@@ -23,6 +23,7 @@ demo-quick: install
 	$(VENV)/bin/seppo demo --quick --out demo-out/quick
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 clean:

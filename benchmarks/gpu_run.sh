@@ -21,23 +21,20 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:src
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.txt"
-python3 -c "import torch, diffusers, transformers, peft, accelerate, seppo.bench as b; \
+python3 -c "import sys; sys.path.insert(0, 'benchmarks'); import torch, diffusers, transformers, peft, accelerate, bench_update; \
 print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, \
 'peft', peft.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
-# Lever trials, most useful first; each runs only if the budget still holds it:
-#   compile=reference                   torch.compile of the reference UNet (the generation graph, ~60 s)
-#   compile=reference,channels_last=on  the same, channels-last (inductor prefers it for convolutions)
-#   mode=lora                           LoRA: adapter swap instead of a frozen copy
-#   fused_adam=off                      foreach AdamW instead of fused
-#   channels_last=on                    channels-last without compile
-#   bf16=off                            fp32 everywhere (slow: near the end)
+# Lever trials (train.* config fields), most useful first; each runs only if the budget still holds it:
+#   compile=reference                   train.compile: the reference UNet (the generation graph, ~60 s)
+#   mode=lora                           train.mode: LoRA, an adapter swap instead of a frozen copy
+#   mixed_precision=no                  fp32 everywhere (slow: near the end)
 #   compile=all                         also the training step (~180 s more to compile: usually skipped)
 timeout $((BUDGET_S + 90)) python3 benchmarks/bench_update.py \
   --preset sd15 --pairs 16 --steps 20 --guidance 7.5 --micro-pairs auto --repeats 3 --warmup 1 \
-  --bf16 --fused-adam --mode full --compile none \
+  --mixed-precision bf16 --mode full --compile none \
   --memory-modes lora full --memory-batches 1 4 \
-  --try compile=reference compile=reference,channels_last=on mode=lora fused_adam=off channels_last=on bf16=off compile=all \
+  --try compile=reference mode=lora mixed_precision=no compile=all \
   --budget-s "$BUDGET_S" --commit "${SEPPO_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}" \
   --out "$OUT" 2>&1 | grep -v -e "clip_sample" -e "deprecate(" | tee "$OUT/bench.log"
 status=${PIPESTATUS[0]}
@@ -46,7 +43,8 @@ python3 - "$OUT" <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 data = json.loads((out / "bench.json").read_text())
-from seppo.bench import markdown
+sys.path.insert(0, "benchmarks")
+from bench_update import markdown
 table = markdown(data)  # rebuilt from the JSON, so a run cut short still gets its table
 (out / "summary.md").write_text(table + "\n")
 print("\n" + table)

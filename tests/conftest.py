@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from seppo.config import load_config
+from seppo.embedded.budget import QUICK
+from seppo.embedded.world import ensure_world
+
 torch.set_num_threads(2)
 
-# Overrides that make a training run take seconds on 2 cores.
-TINY = [
-    "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6",
-    "pretrain.generator_steps=4",
-    "train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4",
-    "sampler.steps=2", "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
-]
+# Overrides that make a training run take seconds on 2 cores: the quick budget of the demos.
+TINY = QUICK
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,12 +34,13 @@ def seppo_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    """Build a tiny embedded-default config: `tiny_config(tmp_path, "method=sft", ...)`."""
-    from seppo.config import load_config
+    """Build a tiny embedded-default config, its world built (once, cached) as `seppo train`
+    does before the loop: `tiny_config(tmp_path, "method=sft", ...)`."""
 
     def make(run_dir, *overrides):
-        return load_config("configs/digits-seppo.yaml" if Path("configs/digits-seppo.yaml").exists()
-                           else Path(__file__).parents[1] / "configs/digits-seppo.yaml",
-                           [*TINY, f"output_dir={run_dir}", *overrides])
+        cfg = load_config(Path(__file__).parents[1] / "configs/digits-seppo.yaml",
+                          [*TINY, f"output_dir={run_dir}", *overrides])
+        ensure_world(cfg, progress=False)
+        return cfg
 
     return make

@@ -9,7 +9,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 from tiny_models import (
-    IMAGE_SIZE, LATENT_SIZE, MAX_LENGTH, TEXT_DIM, make_tiny_sd15, make_tiny_sdxl, unet_state_dict_to_ldm,
+    IMAGE_SIZE,
+    LATENT_SIZE,
+    MAX_LENGTH,
+    TEXT_DIM,
+    make_tiny_sd15,
+    make_tiny_sdxl,
+    unet_state_dict_to_ldm,
     write_tiny_clip_tokenizer,
 )
 

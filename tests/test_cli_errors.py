@@ -91,7 +91,7 @@ def good_pairs(n: int) -> list[tuple]:
 @pytest.fixture(scope="module")
 def tiny_base(tiny_config, tmp_path_factory) -> Path:
     """The cached tiny embedded base's diffusers folder (built once per session)."""
-    from seppo.pretrain import ensure_embedded_base
+    from seppo.embedded.pretrain import ensure_embedded_base
 
     cfg = tiny_config(tmp_path_factory.mktemp("unused"))
     return ensure_embedded_base(cfg.pretrain, progress=False)["base"]

@@ -11,15 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from seppo.data.sources import (
-    DataSummary,
-    SkipPolicy,
-    disk_dataset_source,
-    guard_bad_records,
-    imagefolder_source,
-    open_source,
-    pickapic_source,
-)
+from seppo.config import DATA_SOURCES, load_config
+from seppo.data.records import DataSummary, SkipPolicy, guard_bad_records
+from seppo.data.sources import SOURCES, disk_dataset_source, imagefolder_source, pickapic_source
 from seppo.errors import ConfigError, DataError
 
 
@@ -196,7 +190,11 @@ def test_imagefolder_images_and_videos(tmp_path):
     images = list(imagefolder_source(str(tmp_path)))
     assert [e.prompt for e in images] == ["green", ""]
     assert colour(images[0].winner) == (0, 255, 0) and isinstance(images[1].winner, Image.Image)
-    videos = list(open_source("imagefolder", str(tmp_path), num_frames=2, stride=2))
+    # Through the run's config: a video model (motion adapter) reads clips of data.num_frames.
+    read, _ = SOURCES["imagefolder"](load_config(None, ["data.source=imagefolder", f"data.path={tmp_path}",
+                                                        "model.motion_adapter=adapter", "data.num_frames=2",
+                                                        "data.frame_stride=2"]))
+    videos = list(read(SkipPolicy()))
     assert isinstance(videos[1].winner, list) and len(videos[1].winner) == 2
     assert videos[1].where == f"{tmp_path.name}/metadata.jsonl line 2"
 
@@ -213,9 +211,12 @@ def test_disk_dataset_with_pil_bytes_and_losers(tmp_path):
     assert [e.prompt for e in examples] == ["a", ""]
     assert colour(examples[0].winner) == (255, 0, 0) and colour(examples[0].loser) == (0, 0, 255)
     datasets.Dataset.from_dict({"image": [RED], "text": ["raw"]}).save_to_disk(str(tmp_path / "raw"))
-    assert colour(next(open_source("disk", str(tmp_path / "raw"))).winner) == (255, 0, 0)
+    read, path = SOURCES["disk"](load_config(None, ["data.source=disk", f"data.path={tmp_path / 'raw'}",
+                                                    "data.caption_column=text"]))
+    assert colour(next(read(SkipPolicy())).winner) == (255, 0, 0) and path == str(tmp_path / "raw")
 
 
-def test_open_source_unknown_kind():
+def test_every_configurable_source_opens_and_others_are_refused():
+    assert set(SOURCES) == set(DATA_SOURCES)
     with pytest.raises(ConfigError, match="'webdataset'"):
-        open_source("webdataset", "x")
+        load_config(None, ["data.source=webdataset", "data.path=x"])

@@ -11,9 +11,7 @@ import torch
 from PIL import Image
 from transformers import CLIPTokenizer
 
-from seppo.embedded.digits import (
-    digit_prompt, diversity, from_pil, parse_digit, real_digits, to_pil,
-)
+from seppo.embedded.digits import digit_prompt, diversity, from_pil, parse_digit, real_digits, to_pil
 from seppo.embedded.judge import Annotator, DigitJudge, load_annotator, load_digit_judge
 from seppo.embedded.pairs import build_pick_a_digit
 from seppo.embedded.tokenizer import TEXT_MAX_LENGTH, WORDS, build_text_encoder, write_tokenizer

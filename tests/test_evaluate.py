@@ -24,7 +24,7 @@ def models(tmp_path_factory):
     from diffusers import UNet2DConditionModel
 
     from seppo.config import PretrainConfig
-    from seppo.pretrain import build_tiny_model
+    from seppo.embedded.pretrain import build_tiny_model
 
     a, b = root / "a", root / "b"
     build_tiny_model(PretrainConfig(), a)

@@ -9,26 +9,19 @@ import json
 import math
 import string
 import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_hps_convert import openclip_encode_image, openclip_encode_text, random_openclip_state_dict, tiny_config
 from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from seppo.errors import ConfigError, ModelError
-from seppo.judges.clip import (
-    AestheticJudge,
-    ClipScoreJudge,
-    HPSv2Judge,
-    ImageRewardJudge,
-    PickScoreJudge,
-    aesthetic_mlp,
-)
+from seppo.judges import registry
+from seppo.judges.clip import AestheticJudge, ClipScoreJudge, HPSv2Judge, ImageRewardJudge, PickScoreJudge, aesthetic_mlp
 from seppo.judges.registry import JUDGE_NAMES, load_judge
-from test_hps_convert import openclip_encode_image, openclip_encode_text, random_openclip_state_dict, tiny_config
 
 # Characters and end-of-word characters (BPE with no merges), then the specials last so the
 # end-of-text id is the largest, as in CLIP (open_clip pools at the argmax id).
@@ -216,9 +209,7 @@ def test_registry_builds_judges_and_names_bad_input(clip_dir, monkeypatch):
         load_judge("aesthetic", {"clip": str(clip_dir)})
     with pytest.raises(ConfigError, match=r"not \['modle'\]"):
         load_judge("pickscore", {"modle": str(clip_dir)})
-    # The digit judge is imported only when asked for.
+    # The digit judge is built only when asked for.
     sentinel = object()
-    fake = types.ModuleType("seppo.embedded.judge")
-    fake.load_digit_judge = lambda: sentinel
-    monkeypatch.setitem(sys.modules, "seppo.embedded.judge", fake)
+    monkeypatch.setattr(registry, "load_digit_judge", lambda: sentinel)
     assert load_judge("digit") is sentinel

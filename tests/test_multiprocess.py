@@ -22,9 +22,9 @@ import pytest
 import torch
 from conftest import TINY
 from safetensors.torch import load_file
+from test_resilience import env
 
 from seppo.train import train
-from test_resilience import env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "src" / "seppo" / "configs" / "digits.yaml")
@@ -127,7 +127,10 @@ def test_resume_under_torchrun(two_processes, tmp_path):
     out, _ = finish(train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", "resume=true",
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     assert "from update 2" in out
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+
     assert strip(rows(run_dir)) == strip(rows(reference))
     wa, wb = final_unet(reference), final_unet(run_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from tiny_models import make_tiny_sd15, make_tiny_sdxl
 
 from seppo.config import load_config
 from seppo.train import train
-from tiny_models import make_tiny_sd15, make_tiny_sdxl
 
 ROOT = Path(__file__).parents[1]
 PROMPTS = ["a photo of a red cat", "a photo of a blue dog", "a red car", "a blue cat"]

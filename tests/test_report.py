@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory):
     threads = torch.get_num_threads()  # $SEPPO_CACHE is private already (conftest.py)
     torch.set_num_threads(1)  # a 16-pixel UNet runs ~10x faster on one thread than two on a busy 2-core box
     from seppo.config import PretrainConfig
-    from seppo.pretrain import build_tiny_model
+    from seppo.embedded.pretrain import build_tiny_model
 
     run = root / "run"
     unet, *_ = build_tiny_model(PretrainConfig(), root / "model")
@@ -85,8 +85,7 @@ def test_plot_curves_writes_png(run_dir, tmp_path):
 
 def test_snapshot_with_foreign_keys_is_an_error(run_dir, tmp_path):
     from seppo.errors import ModelError
-    from seppo.evaluate import load_snapshot
-    from seppo.models import load_for_sampling
+    from seppo.models import load_for_sampling, load_snapshot
 
     bad = tmp_path / "theta-9.safetensors"
     save_file({"not.a.parameter": torch.zeros(1)}, str(bad))

@@ -2,11 +2,15 @@
 
 import json
 import shutil
+import sys
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+import seppo.train
+from seppo import paths
 from seppo.train import train
 
 TIME_FIELDS = ("time_generate", "time_rest")
@@ -37,8 +41,14 @@ def test_method_end_to_end(method, tiny_config, tmp_path):
     base = load_file(str(run_dir / "pool" / "theta-0.safetensors"))
     final = unet_weights(run_dir / "final")
     assert any(not torch.equal(base[k], final[k]) for k in base)
+    # RUN/config.yaml records what ran (seppo.methods): a field the method lacks is null.
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    ran = {"seppo": ("sign", "uniform"), "sft": (None, None), "dpo": (None, "initial"), "spin": ("none", "latest"),
+           "ditto": ("none", "initial")}[method]
+    assert (saved["flipper"], saved["reference"]) == ran
     if method == "sft":
         assert "flip_rate" not in metrics[0] and "implicit_acc" not in metrics[0]
+        assert saved["redraw"] is None and {r["reference"] for r in metrics} == {None}
     elif method == "dpo":
         assert "implicit_acc" in metrics[0] and {r["reference"] for r in metrics} == {0}
     else:
@@ -51,11 +61,9 @@ def test_method_end_to_end(method, tiny_config, tmp_path):
 
 def test_snapshots_are_immutable_copies(tiny_config, tmp_path):
     """θ_0 in the pool still equals the base model after the policy trained."""
-    from seppo.train import resolve_model_path
-
     cfg = tiny_config(tmp_path / "r")
     run_dir = train(cfg)
-    base = unet_weights(resolve_model_path(cfg, progress=False))
+    base = unet_weights(paths.model_folder(cfg))
     theta0 = load_file(str(run_dir / "pool" / "theta-0.safetensors"))
     assert theta0.keys() == base.keys()
     assert all(torch.equal(theta0[k], base[k]) for k in base)
@@ -86,7 +94,10 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     lines = (killed / "metrics.jsonl").read_text().splitlines()[:5]
     (killed / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     resumed = train(tiny_config(killed, *overrides, "resume=true"))
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+
     assert strip(rows(resumed)) == strip(rows(full))
     wa, wb = unet_weights(full / "final"), unet_weights(resumed / "final")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -97,10 +108,9 @@ def test_the_drawn_reference_is_the_one_that_generates(tiny_config, tmp_path):
     policy whose weights are θ_1."""
     from seppo.backbone import load_backbone
     from seppo.sampler import generate
-    from seppo.train import resolve_model_path
 
     cfg = tiny_config(tmp_path / "r")
-    folder = resolve_model_path(cfg, progress=False)
+    folder = paths.model_folder(cfg)
     backbone = load_backbone(folder)
     backbone.setup_training("full")
     theta1 = {k: v + 0.05 * torch.randn_like(v) for k, v in backbone.trainable_state().items()}
@@ -176,3 +186,48 @@ def test_ema_export_holds_the_average_and_resume_keeps_it(tiny_config, tmp_path)
     resumed = train(tiny_config(killed, *overrides, "resume=true"))
     again = unet_weights(resumed / "final")
     assert all(torch.equal(final[k], again[k]) for k in final)
+
+
+# Python reads of a tensor's value: each is a host sync when the tensor lives on a GPU.
+CONVERSIONS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+def test_one_host_sync_per_update(tiny_config, tmp_path, monkeypatch):
+    """Each update reads the device once: the finite check of loss and gradient norm, fused with
+    the metrics on the updates that log (here every second one).
+
+    Counted: every read of a tensor's value (`CONVERSIONS`) made while `one_update` runs, by any
+    code but torch's own (AdamW's CPU step counters; on a GPU the fused AdamW has none). On a CPU
+    every tensor is a host tensor, so the count is of the reads the code asks for, which is
+    what becomes a sync on a GPU. The first update is left out: it builds the DDIM schedule and
+    encodes the empty prompt, once per run."""
+    calls: list[list[tuple[str, str, int]]] = []
+    current: list | None = None
+
+    def counting(name, original):
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1)
+            if current is not None and "/torch/" not in caller.f_code.co_filename:
+                current.append((name, caller.f_code.co_filename.rsplit("/", 1)[-1], caller.f_lineno))
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in CONVERSIONS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    one_update = seppo.train.one_update
+
+    def counted(*args, **kwargs):
+        nonlocal current
+        current = []
+        try:
+            return one_update(*args, **kwargs)
+        finally:
+            calls.append(current)
+            current = None
+
+    monkeypatch.setattr(seppo.train, "one_update", counted)
+    run_dir = train(tiny_config(tmp_path / "r", "train.updates_per_iteration=3", "log.every=2"))
+    assert len(calls) == 6
+    assert [len(c) for c in calls[1:]] == [1] * 5, calls
+    assert {c[0][:2] for c in calls[1:]} == {("tolist", "train.py")}  # the one reduced vector
+    assert [r["step"] for r in rows(run_dir)] == [2, 4, 6]

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from seppo.embedded.clips import DIRECTIONS, clip_arrays, gif_bytes, moving_clip, parse_direction, to_frames, video_prompt
 from seppo.embedded.digits import parse_digit, real_digits
-from seppo.embedded.video import (DIRECTIONS, FrameDigitJudge, MotionJudge, VideoAnnotator, gif_bytes, moving_clip,
-                                  parse_direction, temporal_consistency, to_frames, video_prompt)
+from seppo.embedded.video_judges import FrameDigitJudge, MotionJudge, VideoAnnotator, temporal_consistency
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,6 @@ def test_video_annotator_prefers_the_prompted_motion(real_three):
 
 def test_gif_keeps_every_frame_even_identical_ones(real_three):
     from seppo.data.images import decode_video
-    from seppo.embedded.video import clip_arrays
 
     still = np.repeat(real_three[None], 8, axis=0)  # Pillow would merge identical frames
     frames = decode_video(gif_bytes(to_frames(still)), where="still", num_frames=8)

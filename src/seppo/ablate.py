@@ -22,16 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+from matplotlib.figure import Figure
 
+from seppo import paths
 from seppo.config import load_config
+from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
-from seppo.demo import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT
 from seppo.evaluate import evaluate, summarize, summary_markdown
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import plot_curves, read_metrics, write_report
+from seppo.run_dir import RunDir
 
-# arm -> config overrides; None is the untrained base. Presets name their fixed fields too,
-# so a base YAML that sets `reference: uniform` cannot clash with them.
+# arm -> config overrides; None is the untrained base. The presets fix their reference and
+# flipper themselves (seppo.methods), so the base config must leave those two out.
 ARMS: "OrderedDict[str, list[str] | None]" = OrderedDict([
     ("base", None),
     ("sft", ["method=sft"]),
@@ -41,13 +45,11 @@ ARMS: "OrderedDict[str, list[str] | None]" = OrderedDict([
     ("seppo-noflip", ["method=seppo", "flipper=none"]),
     ("seppo-initial", ["method=seppo", "reference=initial"]),
     ("seppo-latest", ["method=seppo", "reference=latest"]),
-    ("spin", ["method=spin", "reference=latest", "flipper=none"]),
-    ("ditto", ["method=ditto", "reference=initial", "flipper=none"]),
+    ("spin", ["method=spin"]),
+    ("ditto", ["method=ditto"]),
 ])
-# Seconds-long budgets for `--quick` and the tests.
-QUICK = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
-         "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
-         "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.generator_steps=4"]
+
+
 def _usable_arms(config_path: Path, overrides: Sequence[str], out: Path) -> tuple[list[str], dict[str, str]]:
     """Arms whose config validates (dpo needs pairs); the others with the reason."""
     usable, skipped = [], {}
@@ -62,7 +64,7 @@ def _usable_arms(config_path: Path, overrides: Sequence[str], out: Path) -> tupl
 
 
 def _train(config: Path, overrides: list[str], run_dir: Path) -> Path:
-    if (run_dir / "summary.json").is_file():
+    if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted grid resumes
         return run_dir
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
@@ -75,10 +77,8 @@ def _train(config: Path, overrides: list[str], run_dir: Path) -> Path:
 
 
 def _plot(summary: list[dict], judges: Sequence[str], path: Path) -> None:
-    import matplotlib.pyplot as plt  # seppo.report has selected the Agg backend
-
-    fig, axes = plt.subplots(1, len(judges), figsize=(max(5, 0.7 * len(summary) / len(judges) + 2) * len(judges), 3.5),
-                             constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(max(5, 0.7 * len(summary) / len(judges) + 2) * len(judges), 3.5), constrained_layout=True)
+    axes = fig.subplots(1, len(judges), squeeze=False)
     for ax, judge in zip(axes[0], judges):
         rows = [r for r in summary if r["judge"] == judge]
         means = [r["mean"] for r in rows]
@@ -88,7 +88,6 @@ def _plot(summary: list[dict], judges: Sequence[str], path: Path) -> None:
         ax.set_title(f"{judge} (mean, 95% interval)")
         ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seeds: int = 3, out: Path,
@@ -100,9 +99,13 @@ def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seed
     arms, skipped = _usable_arms(Path(config_path), overrides, out)
     cfg = load_config(config_path, overrides)
 
-    # ─── training: the first job alone, so the shared base model and data caches get built once ───
+    # ─── training: the world first, then the first job alone, so the latent cache gets built once ───
+    ensure_world(cfg, progress=not quick)
     jobs_list = [(arm, seed, out / "runs" / f"{arm}-s{seed}") for arm in arms if ARMS[arm] for seed in range(seeds)]
-    submit = lambda job: _train(Path(config_path), [*overrides, *ARMS[job[0]], f"seed={job[1]}"], job[2])
+
+    def submit(job):
+        return _train(Path(config_path), [*overrides, *ARMS[job[0]], f"seed={job[1]}"], job[2])
+
     wall0 = time.time()
     if jobs_list:
         submit(jobs_list[0])
@@ -111,11 +114,9 @@ def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seed
     train_seconds = time.time() - wall0
 
     # ─── evaluation: every final model and the base, same prompts and noise keys ───
-    from seppo.train import resolve_model_path
-
     models, names = [], []
     if "base" in arms:
-        models.append(str(resolve_model_path(cfg, progress=False)))
+        models.append(str(paths.model_folder(cfg)))
         names.append("base/s0")
     for arm, seed, run_dir in jobs_list:
         models.append(str(run_dir))
@@ -133,7 +134,7 @@ def run_ablation(config_path: str | Path, overrides: Sequence[str] = (), *, seed
     extra = {"wall s (mean)": {}, "final flip rate": {}, "seeds": {}}
     for arm in arms:
         runs = [run_dir for a, _, run_dir in jobs_list if a == arm]
-        walls = [json.loads((r / "summary.json").read_text()).get("wall_seconds", float("nan")) for r in runs]
+        walls = [RunDir(r).summary().get("wall_seconds", float("nan")) for r in runs]
         flips = [m["flip_rate"].dropna().iloc[-1] for m in map(read_metrics, runs)
                  if "flip_rate" in m and m["flip_rate"].notna().any()]
         extra["wall s (mean)"][arm] = f"{sum(walls) / len(walls):.0f}" if walls else "–"

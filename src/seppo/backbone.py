@@ -5,7 +5,8 @@ It exposes what the loop needs and writes none of diffusers again:
 - `encode_images(pixels)` → model-space samples (VAE latents, or the pixels themselves)
 - `predict(x_t, t, cond)` → the UNet's output (ε or v), as the policy or, inside
   `as_reference()`, as the reference model
-- `add_noise`, `target`, `per_sample_error` — the forward process and e_m(x) of DESIGN.md §1.
+- `denoising_error(x0, t, eps, cond)` → e_m(x0) of DESIGN.md §1, (B,), for the active model,
+  from `add_noise`, `target` and `per_sample_error`; the (t, ε) draw is seppo.rng's.
 
 Layouts handled (all loaded from local folders with `from_pretrained`, nothing fetched):
 - the embedded tiny model and Stable Diffusion 1.x/2.x: `unet/`, `text_encoder/`,
@@ -27,8 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import diffusers
 import torch
+import transformers
+from diffusers import AutoencoderKL, DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from peft import LoraConfig
 from safetensors import SafetensorError
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from seppo.errors import ModelError
 
@@ -97,6 +103,11 @@ class Backbone:
         return (channels, self.num_frames, side, side) if self.is_video else (channels, side, side)
 
     @property
+    def pixel_channels(self) -> int:
+        """Channels of the pictures the model is fed: the VAE's input, or the UNet's own (pixel space)."""
+        return self.vae.config.in_channels if self.vae is not None else self.unet.config.in_channels
+
+    @property
     def vae_scale_factor(self) -> int:
         if self.vae is None:
             return 1
@@ -111,8 +122,6 @@ class Backbone:
         unet = self.unet
         unet.requires_grad_(False)
         if mode == "lora":
-            from peft import LoraConfig
-
             lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, init_lora_weights="gaussian",
                               target_modules=list(lora_targets))
             unet.add_adapter(lora, adapter_name=POLICY_ADAPTER)
@@ -273,6 +282,15 @@ class Backbone:
         out = unet(x_t.to(dtype), t, encoder_hidden_states=hidden.to(dtype), **kwargs).sample
         return out.float()
 
+    def denoising_error(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                        cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """e_m(x0) for the active model m, (B,): noise x0 with (t, ε), predict, compare with the target.
+
+        1. x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε
+        2. e_m = mean over non-batch dims of (m(x_t, t, c) − target)², target ε or v."""
+        x_t = self.add_noise(x0, eps, t)
+        return per_sample_error(self.predict(x_t, t, cond), self.target(x0, eps, t))
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε."""
         return self.scheduler.add_noise(x0, eps, t)
@@ -296,12 +314,6 @@ def load_backbone(path: str | Path, *, single_file: str = "", motion_adapter: st
                   prediction_type: str = "auto", device: str | torch.device = "cpu",
                   frozen_dtype: torch.dtype = torch.float32) -> Backbone:
     """Load a local diffusers folder (embedded tiny, SD-1.x/2.x, SDXL; + MotionAdapter for video)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    import diffusers
-    import transformers
-
     # No per-file "Loading weights" bars: seppo shows its own progress.
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.disable_progress_bar()
@@ -326,8 +338,6 @@ def load_backbone(path: str | Path, *, single_file: str = "", motion_adapter: st
     vae = _load(AutoencoderKL, root / "vae", "VAE (vae/)") if (root / "vae").exists() else None
     is_video = bool(motion_adapter)
     if is_video:
-        from diffusers import MotionAdapter, UNetMotionModel
-
         adapter = _load(MotionAdapter, Path(motion_adapter), "motion adapter")
         unet = UNetMotionModel.from_unet2d(unet, adapter)
     unet.to(device)

@@ -16,25 +16,36 @@ A problem with the input (config key, file, row) prints one line naming it and e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+import torch
+
+from seppo.ablate import run_ablation
+from seppo.config import load_config, save_config
+from seppo.demo import run_demo
+from seppo.demo_video import run_video_demo
+from seppo.diagnose import diagnose_flipper
+from seppo.embedded.pretrain import pretrain
+from seppo.embedded.world import ensure_world
 from seppo.errors import SeppoError
+from seppo.evaluate import evaluate
+from seppo.models import eval_seeds, grid, load_for_sampling, sample
+from seppo.prompts import load_prompts
+from seppo.report import write_report
+from seppo.run_dir import RunDir
+from seppo.train import train
 
 
 def _threads() -> None:
     n = os.environ.get("SEPPO_THREADS")
     if n:
-        import torch
-
         torch.set_num_threads(int(n))
 
 
 def cmd_pretrain(args) -> int:
-    from seppo.config import load_config, save_config
-    from seppo.pretrain import pretrain
-
     cfg = load_config(args.config, args.overrides)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,18 +58,18 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from seppo.config import load_config
-    from seppo.train import train
-
     cfg = load_config(args.config, args.overrides)
+    RunDir(cfg.output_dir).refuse_if_taken(cfg)  # before building anything
+    # The embedded world is built before the loop, once per machine: the other processes of a
+    # multi-process launch wait for this one when the loop sets up (accelerate's rendezvous).
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        ensure_world(cfg, progress=cfg.log.progress)
     run_dir = train(cfg)
     print(f"final model: {run_dir / 'final'}")
     return 0
 
 
 def cmd_sample(args) -> int:
-    from seppo.models import eval_seeds, grid, load_for_sampling, sample
-
     backbone = load_for_sampling(args.model)
     resolution = args.resolution or backbone.unet.config.sample_size * backbone.vae_scale_factor
     prompts = [p for p in args.prompt for _ in range(args.n)]
@@ -72,9 +83,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from seppo.evaluate import evaluate
-    from seppo.prompts import load_prompts
-
     result = evaluate(args.models, prompts=load_prompts(args.prompts), judges=args.judges.split(","),
                       judge_paths=_judge_paths(args.judge_path),
                       seeds=[int(s) for s in args.seeds.split(",")], per_prompt=args.per_prompt, steps=args.steps,
@@ -96,34 +104,26 @@ def _judge_paths(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def cmd_demo(args) -> int:
-    from seppo.demo import run_demo
-
-    run_demo(Path(args.out), quick=args.quick, video=args.video)
+    if args.video:
+        run_video_demo(Path(args.out), quick=args.quick)
+    else:
+        run_demo(Path(args.out), quick=args.quick)
     return 0
 
 
 def cmd_report(args) -> int:
-    from seppo.report import write_report
-
     path = write_report([Path(r) for r in args.runs], Path(args.out))
     print(f"wrote {path}")
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from seppo.ablate import run_ablation
-
     path = run_ablation(args.config, args.overrides, seeds=args.seeds, out=Path(args.out), quick=args.quick, jobs=args.jobs)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_diagnose(args) -> int:
-    import json
-
-    from seppo.diagnose import diagnose_flipper
-    from seppo.prompts import load_prompts
-
     result = diagnose_flipper(Path(args.run), prompts=load_prompts(args.prompts), judge=args.judge,
                               flipper_draws=args.flipper_draws)
     print(json.dumps(result, indent=1))

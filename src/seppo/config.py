@@ -1,11 +1,12 @@
 """Configs: nested dataclasses, YAML files and dotted command-line overrides.
 
 `load_config("configs/x.yaml", ["train.lr=1e-5", "method=sft"])` reads the YAML, applies
-the overrides, checks every key and type, and checks the combination (a `dpo` run needs
-pairs, `sft` has no flipper, `spin`/`ditto` fix their reference and flipper). Every
-problem is a `ConfigError` naming the key. Each field is documented once, here, with its
-unit and whether it is per process or global. "(ours)" marks a choice the SePPO paper
-does not state.
+the overrides, resolves the method (seppo.methods: the fields a method fixes are written
+into the config, so `RUN/config.yaml` records what ran), checks every key and type, and
+checks the combination (a `dpo` run needs pairs; a field the method fixes may not be given
+another value, in the file or on the command line, even its default). Every problem is a
+`ConfigError` naming the key. Each field is documented once, here, with its unit and whether
+it is per process or global. "(ours)" marks a choice the SePPO paper does not state.
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ from typing import Any
 import yaml
 
 from seppo.errors import ConfigError
+from seppo.methods import FLIPPERS, METHODS, REDRAWS, REFERENCES
 
-METHODS = ("seppo", "sft", "dpo", "spin", "ditto")
-REFERENCES = ("uniform", "initial", "latest")
-REDRAWS = ("iteration", "update")
-# The presets fix these two fields (DESIGN.md §1 table).
-PRESETS = {"spin": {"reference": "latest", "flipper": "none"}, "ditto": {"reference": "initial", "flipper": "none"}}
+DATA_SOURCES = ("embedded", "pickapic", "imagefolder", "disk")  # seppo.data.sources.SOURCES reads each
 
 
 @dataclass
@@ -149,10 +147,11 @@ class LogConfig:
 
 @dataclass
 class Config:
-    method: str = "seppo"  # seppo | sft | dpo | spin | ditto (DESIGN.md §1)
-    flipper: str = "sign"  # sign | indicator | none (seppo only)
-    reference: str = "uniform"  # uniform | initial | latest: which pool entry is π_ref
-    redraw: str = "iteration"  # re-draw the reference every "iteration" (ours) or every "update"
+    method: str = "seppo"  # seppo | sft | dpo | spin | ditto (DESIGN.md §1; seppo.methods fixes the fields below)
+    # The next three are null where the method has no such thing (sft: all three; dpo: flipper).
+    flipper: str | None = "sign"  # sign | indicator | none (s = 1); seppo's choice, fixed by the other methods
+    reference: str | None = "uniform"  # uniform | initial | latest: which pool entry is π_ref
+    redraw: str | None = "iteration"  # re-draw the reference every "iteration" (ours) or every "update"
     flipper_draws: int = 1  # (t, ε) draws whose mean anchor gap decides s (paper: 1; more cost forward passes)
     beta: float = 5000.0  # β (Diffusion-DPO SD-1.5 convention; ours for SePPO)
     seed: int = 0
@@ -169,12 +168,8 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     @property
-    def uses_reference(self) -> bool:
-        return self.method != "sft"
-
-    @property
     def needs_pairs(self) -> bool:
-        return self.method == "dpo"
+        return METHODS[self.method].needs_pairs
 
     @property
     def total_updates(self) -> int:
@@ -197,24 +192,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, ch
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    overridden: set[str] = set()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
-        overridden.add(key.strip())
-    # Keys set to something other than their default: a seppo-style config file can be reused
-    # with method=sft or method=spin as long as it does not ask for a conflicting setting.
-    defaults = Config()
-    explicit = {k for k, v in raw.items() if not isinstance(v, dict) and v != getattr(defaults, k, None)}
-    explicit |= {k for k in overridden if "." not in k}  # named on the command line: meant
-    if isinstance(raw.get("method"), str):
-        apply_presets(raw["method"], raw, explicit)
+    conflicts = resolve_method(raw)
     config = _build(Config, raw, prefix="")
     if check:
-        validate(config, explicit=explicit)
+        if conflicts:
+            raise ConfigError(conflicts[0])
+        validate(config)
     return config
+
+
+def resolve_method(raw: dict) -> list[str]:
+    """Write the fields the method fixes into `raw` (seppo.methods.METHODS); return one message
+    per field the file or the command line gave another value, default or not."""
+    method = raw.get("method", Config.method)
+    if not isinstance(method, str) or method not in METHODS:
+        return []  # validate() names the bad method
+    conflicts = []
+    for key, want in METHODS[method].fixed().items():
+        if key in raw and raw[key] != want:
+            if want is None:
+                why = "uses no reference model" if METHODS[method].second_half is None else "has no flipper"
+                conflicts.append(f"config key {key}: method {method} {why}, so {key} does not apply "
+                                 f"(got {raw[key]!r}; leave it out)")
+            else:
+                conflicts.append(f"config key {key}: method {method} is a preset with {key} {want}, got {raw[key]!r}")
+        raw[key] = want
+    return conflicts
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
@@ -273,8 +281,9 @@ def _coerce(hint, value, key: str):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         raise ConfigError(f"config key {key}: expected a list, got {value!r}")
-    if isinstance(hint, types.UnionType):
-        return value
+    if isinstance(hint, types.UnionType):  # X | None: null, or an X
+        inner = [h for h in typing.get_args(hint) if h is not type(None)]
+        return None if value is None or len(inner) != 1 else _coerce(inner[0], value, key)
     raise TypeError(f"config key {key}: unsupported field type {hint}")
 
 
@@ -291,15 +300,14 @@ def _positive(key: str, value, *, zero_ok: bool = False) -> None:
         raise ConfigError(f"config key {key}: must be {'≥ 0' if zero_ok else '> 0'}, got {value}")
 
 
-def validate(c: Config, *, explicit: set[str] | None = None) -> None:
-    """Check choices, ranges and combinations; raise ConfigError naming the key."""
-    _choice("method", c.method, METHODS)
-    from seppo.losses import FLIPPERS
-
-    _choice("flipper", c.flipper, FLIPPERS)
-    _choice("reference", c.reference, REFERENCES)
-    _choice("redraw", c.redraw, REDRAWS)
-    _choice("data.source", c.data.source, ("embedded", "pickapic", "imagefolder", "disk"))
+def validate(c: Config) -> None:
+    """Check choices, ranges and combinations of a resolved config; raise ConfigError naming the key."""
+    _choice("method", c.method, tuple(METHODS))
+    fixed = METHODS[c.method].fixed()  # resolve_method has set these
+    for key, allowed in (("flipper", FLIPPERS), ("reference", REFERENCES), ("redraw", REDRAWS)):
+        if key not in fixed:
+            _choice(key, getattr(c, key), allowed)
+    _choice("data.source", c.data.source, DATA_SOURCES)
     _choice("data.crop", c.data.crop, ("center", "random"))
     _choice("data.on_bad_record", c.data.on_bad_record, ("error", "skip"))
     _choice("train.mode", c.train.mode, ("full", "lora"))
@@ -331,23 +339,7 @@ def validate(c: Config, *, explicit: set[str] | None = None) -> None:
     if c.data.source != "embedded" and not c.data.path:
         raise ConfigError(f"config key data.path: required for data.source {c.data.source}")
     if c.needs_pairs and (c.data.source == "imagefolder" or (c.data.source == "disk" and not c.data.loser_column)):
-        raise ConfigError(f"config key method: dpo needs preference pairs, but data.source {c.data.source} holds winners only")
-    if c.method in PRESETS:
-        for key, want in PRESETS[c.method].items():
-            if getattr(c, key) != want:
-                raise ConfigError(f"config key {key}: method {c.method} is a preset with {key} {want}, got {getattr(c, key)!r}")
-    if c.method == "sft" and explicit is not None:
-        for key in ("flipper", "reference", "redraw"):
-            if key in explicit:
-                raise ConfigError(f"config key {key}: method sft uses no reference model, so {key} does not apply")
-
-
-def apply_presets(raw_method: str, raw: dict, explicit: set[str]) -> None:
-    """Fill the preset fields of `spin`/`ditto` unless the config asks for something else
-    (which `validate` then reports)."""
-    for key, want in PRESETS.get(raw_method, {}).items():
-        if key not in explicit:
-            raw[key] = want
+        raise ConfigError(f"config key method: {c.method} needs preference pairs, but data.source {c.data.source} holds winners only")
 
 
 def to_dict(c: Config) -> dict:

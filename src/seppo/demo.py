@@ -14,47 +14,32 @@ from __future__ import annotations
 
 import json
 import time
-from importlib.resources import files
 from pathlib import Path
 
+from seppo import paths
 from seppo.config import load_config
+from seppo.embedded.budget import DEMO_CONFIG, EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.embedded.world import ensure_pick_a_digit, ensure_world
+from seppo.evaluate import evaluate
+from seppo.prompts import DIGIT_PROMPTS
+from seppo.report import plot_curves, write_report
+from seppo.run_dir import RunDir
+from seppo.train import train
 
 METHODS = ("sft", "dpo", "seppo")
-# Ten prompts are too few bootstrap units: every image is one (its noise key is shared by all
-# models, so comparisons stay paired).
-IMAGE_UNIT = ("prompt_idx", "seed", "k")
-EVAL_STEPS, EVAL_GUIDANCE = 20, 3.0  # evaluation sampler (the paper evaluates at the pipeline's default steps)
-# Budgets that keep --quick to seconds: same shape of run, every stage exercised.
-QUICK = ["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6",
-         "pretrain.generator_steps=4", "train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=8",
-         "sampler.steps=2", "checkpoints.every=0"]
 
 
-def demo_config_path() -> Path:
-    return Path(str(files("seppo") / "configs" / "digits.yaml"))
-
-
-def run_demo(out: Path, *, quick: bool = False, video: bool = False, overrides: list[str] = ()) -> dict:
-    if video:
-        from seppo.demo_video import run_video_demo
-
-        return run_video_demo(out, quick=quick)
-    from seppo.embedded.world import ensure_pick_a_digit
-    from seppo.evaluate import evaluate
-    from seppo.pretrain import ensure_embedded_base
-    from seppo.prompts import DIGIT_PROMPTS
-    from seppo.report import plot_curves, write_report
-    from seppo.train import train
-
+def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> dict:
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.tensorboard=false"]
-    base_cfg = load_config(demo_config_path(), common)
+    base_cfg = load_config(DEMO_CONFIG, common)
 
     # 1. base model and preference data
     t0 = time.time()
-    base = ensure_embedded_base(base_cfg.pretrain)["base"]
+    ensure_world(base_cfg)
+    base = paths.model_folder(base_cfg)
     _, data_stats = ensure_pick_a_digit(base_cfg.pretrain)
     setup_seconds = time.time() - t0
     print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' reward "
@@ -64,7 +49,7 @@ def run_demo(out: Path, *, quick: bool = False, video: bool = False, overrides: 
     # 2. the three methods, one budget
     runs, wall = {}, {}
     for method in METHODS:
-        cfg = load_config(demo_config_path(), [*common, f"method={method}", f"output_dir={out / 'runs' / method}"])
+        cfg = load_config(DEMO_CONFIG, [*common, f"method={method}", f"output_dir={out / 'runs' / method}"])
         t0 = time.time()
         runs[method] = train(cfg)
         wall[method] = time.time() - t0
@@ -103,13 +88,15 @@ def run_demo(out: Path, *, quick: bool = False, video: bool = False, overrides: 
 
 
 def _last_iteration_mean(run_dir: Path, key: str) -> float | None:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = RunDir(run_dir).metrics()
     last = [r[key] for r in rows if r["iteration"] == rows[-1]["iteration"] and key in r]
     return sum(last) / len(last) if last else None
 
 
 def _table(rows: list[dict]) -> str:
-    fmt = lambda v, spec: "—" if v is None else format(v, spec)
+    def fmt(v, spec):
+        return "—" if v is None else format(v, spec)
+
     lines = ["| model | judge reward (95% CI) | diversity | flip rate (last iteration) | train wall time (s) |",
              "|---|---|---|---|---|"]
     for r in rows:

@@ -3,7 +3,8 @@
     base video model (image base + motion modules pretrained on real moving-digit clips)
       → Moving-Digits pairs (base and strong generators, simulated video annotator)
       → SFT (winners), Diffusion-DPO (pairs), SePPO (winners only): same base, same budget
-      → evaluation: per-frame digit judge, motion judge, temporal consistency, 95% intervals
+      → evaluation (seppo.evaluate with the registry's judges `video-digit`, `motion`,
+        `consistency`): shared noise keys, 95% bootstrap intervals over clips
       → report/: table.md, summary.json, one animated GIF of samples per model, curves.png
 
 Every run is `seppo.train.train(cfg)` on `configs/digits-seppo.yaml` with the video model
@@ -22,13 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from seppo.config import load_config
+from seppo.embedded.budget import DEMO_CONFIG, IMAGE_UNIT, QUICK_WORLD
+from seppo.embedded.clips import all_video_prompts, gif_bytes
 from seppo.embedded.video_world import VideoWorldConfig, adapter_folder, ensure_moving_digits, ensure_video_base
+from seppo.evaluate import evaluate
+from seppo.report import plot_curves
+from seppo.run_dir import RunDir
+from seppo.train import train
 
-from seppo.demo import demo_config_path
-
-CONFIG = demo_config_path()
 METHODS = ("sft", "dpo", "seppo")
+# The registry's video judges, and the names the demo's table and summary give them.
+JUDGES = {"video-digit": "digit", "motion": "motion", "consistency": "consistency"}
 
 
 @dataclass
@@ -57,22 +65,19 @@ FULL = VideoDemoBudget(video=VideoWorldConfig(steps=120, strong_extra_steps=120,
                                               generator_steps=6),
                        iterations=4, updates_per_iteration=10, batch_size=8, sampler_steps=4, eval_per_cell=2,
                        eval_steps=6)
-# Quick: the same pipeline at toy sizes; the image base matches the tests' TINY one, so the
-# tests' session cache already holds it.
+# Quick: the same pipeline at toy sizes on the quick image world (seppo.embedded.budget), which
+# the tests' session cache already holds.
 QUICK = VideoDemoBudget(
-    pretrain=["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6",
-              "pretrain.generator_steps=4"],
+    pretrain=QUICK_WORLD,
     video=VideoWorldConfig(steps=6, strong_extra_steps=4, batch_size=4, prompts_per_cell=1, generator_steps=2,
                            pair_digits=3),
     iterations=2, updates_per_iteration=1, batch_size=4, sampler_steps=2, eval_per_cell=1, eval_digits=2, eval_steps=2)
 
 
 def run_config(method: str, base: Path, data: Path, out: Path, budget: VideoDemoBudget):
-    from seppo.config import load_config
-
     source = ["data.source=pickapic", f"data.path={data / 'train.parquet'}"] if method == "dpo" else \
              ["data.source=imagefolder", f"data.path={data / 'winners'}"]
-    return load_config(CONFIG, [
+    return load_config(DEMO_CONFIG, [
         *budget.pretrain, f"method={method}", f"model.path={base}", f"model.motion_adapter={adapter_folder(base)}",
         *source, f"data.num_frames={budget.video.num_frames}", "data.frame_stride=1",
         f"train.iterations={budget.iterations}", f"train.updates_per_iteration={budget.updates_per_iteration}",
@@ -81,39 +86,11 @@ def run_config(method: str, base: Path, data: Path, out: Path, budget: VideoDemo
         "log.tensorboard=false", "log.progress=false", f"output_dir={out}", "overwrite=true"])
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluation_prompts(per_cell: int, digits: int = 10) -> list[str]:
-    from seppo.embedded.video import DIRECTIONS, video_prompt
-
-    return [video_prompt(d, r) for _ in range(per_cell) for d in range(digits) for r in DIRECTIONS]
-
-
-def evaluate_model(spec: str, prompts: list[str], budget: VideoDemoBudget, judges: dict) -> tuple[dict, list]:
-    """Sample one clip per prompt with shared noise keys; score; mean and 95% bootstrap interval."""
-    from seppo.embedded.video import clip_arrays, temporal_consistency
-    from seppo.models import eval_seeds, load_for_sampling, sample
-    from seppo.stats import bootstrap_ci
-
-    backbone = load_for_sampling(spec, num_frames=budget.video.num_frames)
-    t0 = time.time()
-    clips = sample(backbone, prompts, seeds=eval_seeds(0, len(prompts)), resolution=16, steps=budget.eval_steps,
-                   guidance=budget.guidance, batch_size=32)
-    arrays = clip_arrays(clips)
-    scores = {name: judge.score(arrays, prompts) for name, judge in judges.items()}
-    scores["consistency"] = temporal_consistency(arrays)
-    row = {name: dict(zip(("mean", "lo", "hi"), bootstrap_ci(v, seed=0))) for name, v in scores.items()}
-    row["sample_seconds"] = round(time.time() - t0, 1)
-    return row, clips
+# ---------------------------------------------------------------- report pieces
 
 
 def write_gif(clips: list, path: Path, *, columns: int = 4, scale: int = 3) -> Path:
     """Tile clips into one animated GIF (row = digit, column = direction for the cell order)."""
-    from PIL import Image
-
-    from seppo.embedded.video import gif_bytes
-
     frames = []
     for f in range(len(clips[0])):
         w, h = clips[0][f].size
@@ -127,10 +104,10 @@ def write_gif(clips: list, path: Path, *, columns: int = 4, scale: int = 3) -> P
 
 
 def _run_stats(run_dir: Path) -> dict:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run = RunDir(run_dir)
+    rows = run.metrics()
     flip = [r["flip_rate"] for r in rows if "flip_rate" in r]
-    return {"wall_seconds": summary["wall_seconds"], "flip_rate": float(np.mean(flip)) if flip else None,
+    return {"wall_seconds": run.summary()["wall_seconds"], "flip_rate": float(np.mean(flip)) if flip else None,
             "final_loss": rows[-1]["loss"] if rows else None,
             "seconds_generating": round(sum(r.get("time_generate", 0.0) for r in rows), 1)}
 
@@ -151,9 +128,6 @@ def table_markdown(results: dict, budget: VideoDemoBudget, data_stats: dict) -> 
         "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} | | | | |")
-            continue
         lines.append(f"| {name} | {cell(r, 'digit')} | {cell(r, 'motion')} | {cell(r, 'consistency')} | "
                      f"{_fmt(r.get('flip_rate'))} | {r.get('wall_seconds', '')} |")
     return "\n".join(lines) + "\n"
@@ -168,10 +142,6 @@ def _fmt(x) -> str:
 
 def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | None = None) -> dict:
     """Build the video world, train SFT/DPO/SePPO with one budget, evaluate, write a report."""
-    from seppo.config import load_config
-    from seppo.embedded.video import FrameDigitJudge, MotionJudge
-    from seppo.train import train
-
     budget = budget or (QUICK if quick else FULL)
     out = Path(out)
     report = out / "report"
@@ -181,7 +151,7 @@ def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | Non
 
     # 1. The base video model and Moving-Digits pairs (cached after the first run).
     t0 = time.time()
-    pretrain = load_config(CONFIG, budget.pretrain).pretrain
+    pretrain = load_config(DEMO_CONFIG, budget.pretrain).pretrain
     folders = ensure_video_base(pretrain, budget.video)
     timings["video_base"] = round(time.time() - t0, 1)
     t0 = time.time()
@@ -191,31 +161,30 @@ def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | Non
 
     # 2. Train each method from the same base with the same budget.
     runs: dict[str, Path] = {}
-    results: dict[str, dict] = {}
     for method in METHODS:
         t0 = time.time()
         runs[method] = train(run_config(method, folders["base"], data, out / "runs" / method, budget))
         timings[f"train_{method}"] = round(time.time() - t0, 1)
 
-    # 3. Evaluate base and trained models on the same prompts and noise keys.
-    judges = {"digit": FrameDigitJudge(), "motion": MotionJudge()}
-    prompts = evaluation_prompts(budget.eval_per_cell, budget.eval_digits)
-    for name, spec in {"base": folders["base"], **runs}.items():
-        row, clips = evaluate_model(str(spec), prompts, budget, judges)
+    # 3. Evaluate base and trained models on the same prompts and noise keys, every clip a unit.
+    t0 = time.time()
+    prompts = all_video_prompts(range(budget.eval_digits))
+    models = {"base": folders["base"], **runs}
+    result = evaluate([str(m) for m in models.values()], names=list(models), prompts=prompts, judges=list(JUDGES),
+                      seeds=[0], per_prompt=budget.eval_per_cell, steps=budget.eval_steps, guidance=budget.guidance,
+                      num_frames=budget.video.num_frames, batch_size=32, out=report / "eval", progress=False,
+                      unit=IMAGE_UNIT, samples=budget.gif_clips)
+    timings["evaluation"] = round(time.time() - t0, 1)
+    results: dict[str, dict] = {name: {} for name in models}
+    for s in result.summary:
+        results[s["model"]][JUDGES[s["judge"]]] = {k: s[k] for k in ("mean", "lo", "hi")}
+    for name in models:
         if name in runs:
-            row.update(_run_stats(runs[name]))
-        results[name] = row
-        write_gif(clips[:budget.gif_clips], report / f"{name}.gif")
-    results = {name: results[name] for name in ("base", *METHODS) if name in results}
+            results[name].update(_run_stats(runs[name]))
+        write_gif(result.samples[name], report / f"{name}.gif")
 
     # 4. Report.
-    if runs:
-        try:
-            from seppo.report import plot_curves
-
-            plot_curves(list(runs.values()), report / "curves.png")
-        except ImportError:  # the report module is optional here
-            pass
+    plot_curves(list(runs.values()), report / "curves.png")
     timings["total"] = round(time.time() - wall0, 1)
     table = table_markdown(results, budget, data_stats)
     summary = {"budget": dataclasses.asdict(budget), "data": data_stats, "results": results, "timings": timings,

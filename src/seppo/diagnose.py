@@ -25,6 +25,7 @@ bias s towards −1 whenever the anchor came from the reference.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -32,15 +33,14 @@ import numpy as np
 import torch
 
 from seppo import rng
-from seppo.backbone import per_sample_error
 from seppo.data.transforms import ImageTransform
 from seppo.embedded.digits import parse_digit, real_digits, to_pil
 from seppo.errors import ConfigError, ModelError
-from seppo.evaluate import default_resolution, load_snapshot, run_config, score_images, snapshot_paths
+from seppo.evaluate import score_images
 from seppo.judges.registry import load_judge
 from seppo.losses import flipper_sign
-from seppo.models import eval_seeds, load_for_sampling, sample
-from seppo.report import read_metrics
+from seppo.models import eval_seeds, load_for_sampling, load_snapshot, sample
+from seppo.run_dir import RunDir
 
 
 def digit_anchors(prompts: Sequence[str], seed: int) -> list:
@@ -59,8 +59,7 @@ def digit_anchors(prompts: Sequence[str], seed: int) -> list:
 
 def _anchor_latents(backbone, anchors: Sequence, resolution: int) -> torch.Tensor:
     """Anchor images → model space (B, *sample_shape), as the training cache would encode them."""
-    channels = backbone.unet.config.in_channels if backbone.vae is None else backbone.vae.config.in_channels
-    transform = ImageTransform(resolution, channels=channels)
+    transform = ImageTransform(resolution, channels=backbone.pixel_channels)
     pixels = torch.stack([transform(im).pixels for im in anchors])  # (B, C, H, W)
     return backbone.encode_images(pixels)
 
@@ -69,15 +68,13 @@ def _anchor_latents(backbone, anchors: Sequence, resolution: int) -> torch.Tenso
 def anchor_errors(backbone, x_w: torch.Tensor, cond: dict, keys: Sequence[int], *, draws: int, seed: int) -> torch.Tensor:
     """e_θ(x^w) for the backbone's policy, one row per draw of (t, ε): (draws, B).
 
-    Draw d uses streams "timestep"/"noise" at step d keyed by the sample's key, so every
-    snapshot sees the same (t, ε), as policy and reference do in the loss."""
+    Draw d uses the training streams keyed by (d, the sample's key), so every snapshot sees
+    the same (t, ε), as policy and reference do in the loss."""
     rows = []
     for d in range(draws):
-        t = rng.per_sample_randint(backbone.num_train_timesteps, seed=seed, stream="timestep", step=d, indices=keys)
-        eps = rng.per_sample_randn(x_w.shape[1:], seed=seed, stream="noise", step=d, indices=keys, device=x_w.device)
-        t = t.to(x_w.device)
-        x_t = backbone.add_noise(x_w, eps, t)
-        rows.append(per_sample_error(backbone.predict(x_t, t, cond), backbone.target(x_w, eps, t)))
+        t, eps = rng.timestep_and_noise(backbone.num_train_timesteps, x_w.shape[1:], seed=seed, key=d, indices=keys,
+                                        device=x_w.device)
+        rows.append(backbone.denoising_error(x_w, t, eps, cond))
     return torch.stack(rows).cpu()  # (draws, B)
 
 
@@ -95,29 +92,24 @@ def verdict_stats(s: np.ndarray, ref_better: np.ndarray) -> dict:
     }
 
 
-def _references(run_dir: Path, k: int) -> list[int]:
+def _references(run: RunDir, k: int) -> list[int]:
     """The references drawn during iteration k (1-based in metrics.jsonl), else every j < k."""
-    metrics = read_metrics(run_dir)
-    if {"iteration", "reference"} <= set(metrics.columns):
-        drawn = metrics.loc[metrics["iteration"] == k, "reference"].dropna().astype(int).unique()
-        if len(drawn):
-            return sorted(int(j) for j in drawn)
-    return list(range(k))
+    drawn = {row["reference"] for row in run.metrics() if row.get("iteration") == k and row.get("reference") is not None}
+    return sorted(drawn) if drawn else list(range(k))
 
 
 def diagnose_flipper(run_dir: Path, *, prompts: Sequence[str], judge: str, judge_paths: Mapping[str, str] = {},
                      n_per_prompt: int = 4, flipper_draws: int = 1, seed: int = 0, device="cpu",
                      anchors: Sequence | None = None, batch_size: int = 64) -> dict:
     """Flipper verdicts against the judge's, per iteration; see the module docstring."""
-    run_dir = Path(run_dir)
-    config = run_config(str(run_dir))
-    sampler = config.get("sampler", {})
-    snapshots = snapshot_paths(run_dir)
+    run = RunDir(run_dir)
+    sampler = run.config().sampler
+    snapshots = run.snapshots()
     if len(snapshots) < 2:
         raise ModelError(f"{run_dir}: needs pool snapshots θ_0 and θ_1 at least, found {len(snapshots)}")
     scorer = load_judge(judge, judge_paths, device)
     backbone = load_for_sampling(str(run_dir), device=device)
-    resolution = default_resolution(str(run_dir), backbone)
+    resolution = run.config().data.resolution
     batch_prompts = [p for p in prompts for _ in range(n_per_prompt)]
     keys = eval_seeds(seed, len(batch_prompts))
     anchor_source = "given" if anchors is not None else "real digits (judge split)"
@@ -132,16 +124,15 @@ def diagnose_flipper(run_dir: Path, *, prompts: Sequence[str], judge: str, judge
     scores, errors = {}, {}
     for j, path in snapshots.items():
         load_snapshot(backbone, path)
-        images = sample(backbone, batch_prompts, seeds=keys, resolution=resolution, steps=int(sampler.get("steps", 8)),
-                        guidance=float(sampler.get("guidance", 3.0)), eta=float(sampler.get("eta", 0.0)),
-                        batch_size=batch_size)
+        images = sample(backbone, batch_prompts, seeds=keys, resolution=resolution, steps=sampler.steps,
+                        guidance=sampler.guidance, eta=sampler.eta, batch_size=batch_size)
         scores[j] = score_images(images, batch_prompts, [scorer])[scorer.name]
         errors[j] = anchor_errors(backbone, x_w, cond, keys, draws=flipper_draws, seed=seed)
 
     # ─── pair policy θ_k with its references θ_j ───
     iterations, pairs = [], []
     for k in [k for k in snapshots if k >= 1]:
-        refs = [j for j in _references(run_dir, k) if j in snapshots and j < k]
+        refs = [j for j in _references(run, k) if j in snapshots and j < k]
         for draws in sorted({1, flipper_draws}):
             s_all, better_all = [], []
             for j in refs:
@@ -154,6 +145,6 @@ def diagnose_flipper(run_dir: Path, *, prompts: Sequence[str], judge: str, judge
                 iterations.append({"iteration": k, "references": refs, "draws": draws,
                                    **verdict_stats(np.concatenate(s_all), np.concatenate(better_all))})
     settings = {"run": str(run_dir), "judge": judge, "prompts": len(prompts), "n_per_prompt": n_per_prompt,
-                "flipper_draws": flipper_draws, "seed": seed, "resolution": resolution, "sampler": sampler,
+                "flipper_draws": flipper_draws, "seed": seed, "resolution": resolution, "sampler": dataclasses.asdict(sampler),
                 "anchors": anchor_source}
     return {"settings": settings, "iterations": iterations, "pairs": pairs}

@@ -27,56 +27,25 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from seppo.embedded.digits import diversity as digit_diversity, from_pil, parse_digit
-from seppo.errors import ModelError
+from seppo.embedded.digits import diversity as digit_diversity
+from seppo.embedded.digits import from_pil, parse_digit
 from seppo.judges.base import Judge
 from seppo.judges.registry import load_judge
 from seppo.models import eval_seeds, grid, load_for_sampling, sample
+from seppo.run_dir import RunDir
 from seppo.stats import bootstrap_ci, paired_win_rate
 
 UNIT = ("prompt_idx", "seed")  # the bootstrap unit; samples k are averaged within it
 
 
-# ---------------------------------------------------------------- models and snapshots
-
-
-def run_config(spec: str) -> dict:
-    """The resolved config of a run directory (its `config.yaml`), or {} for any other MODEL."""
-    path = Path(spec.partition("+")[0]) / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
 def default_resolution(spec: str, backbone) -> int:
     """A run's `data.resolution`; otherwise the UNet's native size in pixels."""
-    resolution = run_config(spec).get("data", {}).get("resolution")
-    if resolution:
-        return int(resolution)
+    run = RunDir.of(spec)
+    if run is not None:
+        return run.config().data.resolution
     return int(backbone.unet.config.sample_size) * backbone.vae_scale_factor
-
-
-def snapshot_paths(run_dir: Path) -> dict[int, Path]:
-    """Pool snapshots of a run: {J: pool/theta-J.safetensors}, by J."""
-    files = Path(run_dir, "pool").glob("theta-*.safetensors")
-    found = {int(f.name[len("theta-"):-len(".safetensors")]): f for f in files}
-    return dict(sorted(found.items()))
-
-
-def load_snapshot(backbone, path: Path) -> None:
-    """Put pool snapshot θ_J into the backbone's UNet (the run's final model, loaded for sampling).
-
-    Snapshots hold the trainable weights under the policy UNet's parameter names (the full
-    UNet, the motion modules, or the LoRA adapter "default"), so every key must land.
-    """
-    state = load_file(str(path))
-    result = backbone.unet.load_state_dict(state, strict=False)
-    if result.unexpected_keys:
-        raise ModelError(f"{path}: {len(result.unexpected_keys)} snapshot weights do not fit the model "
-                         f"(first: {result.unexpected_keys[0]})")
-    backbone.unet.eval()
 
 
 # ---------------------------------------------------------------- scoring
@@ -120,6 +89,7 @@ class EvalResult:
     settings: dict
     diversity: dict[str, float] = field(default_factory=dict)
     scales: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, list] = field(default_factory=dict)  # model → kept pictures (`evaluate(samples=n)`)
 
     @property
     def models(self) -> list[str]:
@@ -197,11 +167,11 @@ def _names(models: Sequence[str], names: Sequence[str] | None) -> list[str]:
     return [b if base.count(b) == 1 else f"{b}-{i}" for i, b in enumerate(base)]
 
 
-def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_paths: Mapping[str, Mapping] = {},
-             seeds: list[int] = (0,), per_prompt: int = 1, steps: int, guidance: float, eta: float = 0.0,
-             resolution: int | None = None, batch_size: int = 64, device="cpu", out: Path | None = None,
-             names: list[str] | None = None, progress=True, n_boot: int = 2000,
-             unit: Sequence[str] = UNIT) -> EvalResult:
+def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_paths: Mapping[str, Mapping] | None = None,
+             seeds: Sequence[int] = (0,), per_prompt: int = 1, steps: int, guidance: float, eta: float = 0.0,
+             resolution: int | None = None, num_frames: int = 0, batch_size: int = 64, device="cpu",
+             out: Path | None = None, names: list[str] | None = None, progress=True, n_boot: int = 2000,
+             unit: Sequence[str] = UNIT, samples: int = 0) -> EvalResult:
     """Generate every (prompt, seed, k) with every model, score with every judge, summarise.
 
     `judge_paths` maps a judge name to its local weight paths. With the `digit` judge, the
@@ -210,8 +180,11 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
     `unit` is the bootstrap and pairing unit: (prompt, seed) by default, with k averaged
     within; ("prompt_idx", "seed", "k") makes every image a unit (its noise key is shared
     across models, so the pairing holds), for small prompt sets such as the ten digits.
+    Video models sample clips of `num_frames` (0: a run's own, else 8). `samples` keeps, per
+    model, the first seed's k = 0 picture of the first `samples` prompts in `result.samples`.
     """
     names = _names(models, names)
+    judge_paths = judge_paths or {}
     loaded = {name: load_judge(name, judge_paths.get(name), device) for name in judges}
     plan = sample_plan(prompts, list(seeds), per_prompt)
     settings = {"unit": list(unit), "steps": steps, "guidance": guidance, "eta": eta, "seeds": list(seeds), "per_prompt": per_prompt,
@@ -220,10 +193,11 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
     grid_columns = min(len(prompts), 10)
     picked = plan[plan["prompt_idx"] < grid_columns]
     grid_rows = list(picked.sort_values(["seed", "k", "prompt_idx"]).index[:6 * grid_columns])
+    kept_rows = list(plan[(plan["seed"] == plan["seed"].iloc[0]) & (plan["k"] == 0)].index[:samples])
     bar = tqdm(total=len(plan) * len(models), desc="eval", unit="img", disable=not progress)
-    tables, diversity = [], {}
+    tables, diversity, kept = [], {}, {}
     for name, spec in zip(names, models):
-        backbone = load_for_sampling(spec, device=device)
+        backbone = load_for_sampling(spec, device=device, num_frames=num_frames)
         res = resolution or default_resolution(spec, backbone)
         settings["resolution"][name] = res
         scores = {j: [] for j in judges}
@@ -236,8 +210,9 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
                 scores[j].append(values)
             if "digit" in judges:
                 digit_arrays += [from_pil(im) for im in images]
-            shown.update({i: im for i, im in zip(chunk.index, images) if i in grid_rows})
+            shown.update({i: im for i, im in zip(chunk.index, images) if i in grid_rows or i in kept_rows})
         del backbone  # one model in memory at a time
+        kept[name] = [shown[i] for i in kept_rows]
         table = plan.assign(model=name, **{j: np.concatenate(v) for j, v in scores.items()})
         tables.append(table)
         if digit_arrays:
@@ -251,7 +226,8 @@ def evaluate(models: list[str], *, prompts: list[str], judges: list[str], judge_
     scores = pd.concat(tables, ignore_index=True)[["model", "prompt_idx", "prompt", "seed", "k", "key", *judges]]
     summary, pairs = summarize(scores, judges, n_boot=n_boot, unit=unit)
     result = EvalResult(scores=scores, judges=list(judges), summary=summary, pairs=pairs, settings=settings,
-                        diversity=diversity, scales={n: getattr(j, "scale", "") for n, j in loaded.items()})
+                        diversity=diversity, scales={n: getattr(j, "scale", "") for n, j in loaded.items()},
+                        samples=kept)
     if out is not None:
         result.write(Path(out))
     return result

@@ -15,6 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.utils import convert_state_dict_to_diffusers
+from peft.utils import get_peft_model_state_dict
+
 from seppo.backbone import POLICY_ADAPTER, Backbone
 
 
@@ -25,12 +29,9 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
     tmp.mkdir(parents=True)
     unet = backbone.unet
     if cfg.train.mode == "lora":
-        from diffusers import StableDiffusionPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
-        from peft.utils import get_peft_model_state_dict
-
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=POLICY_ADAPTER))
-        StableDiffusionPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+        # The pipelines' own writer (the mixin they inherit it from: importing a pipeline pulls in image processors).
+        StableDiffusionLoraLoaderMixin.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
         (tmp / "seppo_base.json").write_text(json.dumps(
             {"base": os.path.abspath(base), "motion_adapter": os.path.abspath(cfg.model.motion_adapter) if cfg.model.motion_adapter else ""}))
         (tmp / "seppo_lora.json").write_text(json.dumps(

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
+from peft import LoraConfig, set_peft_model_state_dict
 from PIL import Image
+from safetensors.torch import load_file
 
 from seppo import rng
 from seppo.backbone import Backbone, load_backbone
 from seppo.errors import ModelError
+from seppo.run_dir import RunDir
 from seppo.sampler import generate
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -53,13 +55,10 @@ def load_for_sampling(spec: str, *, device: str | torch.device = "cpu", num_fram
     if (base / "motion_adapter").is_dir() and not motion:
         motion = str(base / "motion_adapter")
     if motion and not num_frames:  # a run directory records its clip length; else AnimateDiff's usual 8
-        run_config = Path(spec.partition("+")[0]) / "config.yaml"
-        num_frames = (yaml.safe_load(run_config.read_text())["data"]["num_frames"] if run_config.exists() else 8)
+        run = RunDir.of(spec)
+        num_frames = run.config().data.num_frames if run is not None else 8
     backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, device=device)
     if lora is not None:
-        from peft import LoraConfig, set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         state = load_file(str(lora / LORA_FILE))
         meta = json.loads((lora / "seppo_lora.json").read_text()) if (lora / "seppo_lora.json").exists() else {}
         state = {k.removeprefix("unet."): v for k, v in state.items()}
@@ -119,3 +118,15 @@ def eval_seeds(seed: int, n: int) -> list[int]:
     return [int(rng.sample_seed(seed, "eval", 0, i) % (2**31)) for i in range(n)]
 
 
+def load_snapshot(backbone: Backbone, path: Path) -> None:
+    """Put pool snapshot θ_J into the backbone's UNet (a run's final model, loaded for sampling).
+
+    Snapshots hold the trainable weights under the policy UNet's parameter names (the full
+    UNet, the motion modules, or the LoRA adapter "default"), so every key must land.
+    """
+    state = load_file(str(path))
+    result = backbone.unet.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise ModelError(f"{path}: {len(result.unexpected_keys)} snapshot weights do not fit the model "
+                         f"(first: {result.unexpected_keys[0]})")
+    backbone.unet.eval()

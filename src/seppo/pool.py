@@ -24,6 +24,15 @@ from safetensors.torch import load_file, save_file
 
 from seppo import rng
 
+SNAPSHOT = "theta-{j}.safetensors"  # θ_j in the run's pool/
+
+
+def snapshot_files(folder: Path) -> dict[int, Path]:
+    """The snapshots in a pool folder, {j: folder/theta-j.safetensors}, by j."""
+    prefix, suffix = SNAPSHOT.split("{j}")
+    found = {int(f.name[len(prefix):-len(suffix)]): f for f in Path(folder).glob(SNAPSHOT.format(j="*"))}
+    return dict(sorted(found.items()))
+
 
 class ReferencePool:
     """Snapshots live in `folder` (the run's `pool/`), written once each, atomically; with
@@ -41,7 +50,7 @@ class ReferencePool:
         return len(self._snapshots)
 
     def _path(self, j: int) -> Path:
-        return self.folder / f"theta-{j}.safetensors"
+        return self.folder / SNAPSHOT.format(j=j)
 
     def append(self, state: dict[str, torch.Tensor]) -> None:
         """Add θ_k. The state is copied, so later training cannot change it."""
@@ -68,7 +77,7 @@ class ReferencePool:
         if k == 0:
             raise RuntimeError("the reference pool is empty: append θ_0 first")
         if strategy == "uniform":
-            g = rng.generator(self.seed, "reference", len(self.draws))
+            g = rng.generator(self.seed, "reference", len(self.draws), 0)
             j = int(torch.randint(k, (), generator=g))
         elif strategy == "initial":
             j = 0

@@ -6,6 +6,7 @@
 | `parti:PATH`    | PartiPrompts: `PartiPrompts.tsv` (column `Prompt`) or parquet with that column |
 | `hps:PATH`      | HPSv2 benchmark JSON (a list of strings, or of objects with `prompt`), or a folder of them (anime, concept-art, paintings, photo, read in name order) |
 | `digits`        | the embedded demo's prompts, `DIGIT_PROMPTS`                           |
+| `moving-digits` | the embedded video world's 40 prompts (digit × direction)              |
 | `PATH`          | a text file, one prompt per line, blank lines skipped                  |
 
 Every problem raises `DataError` naming the file (and the column or row).
@@ -16,10 +17,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
+
 from seppo.data.sources import matching_files
+from seppo.embedded.clips import all_video_prompts
+from seppo.embedded.digits import digit_prompt
 from seppo.errors import DataError
 
-DIGIT_PROMPTS: list[str] = [f"a handwritten digit {digit}" for digit in range(10)]
+DIGIT_PROMPTS: list[str] = [digit_prompt(digit) for digit in range(10)]
 
 
 def _files(path: str, pattern: str) -> list[Path]:
@@ -36,8 +42,6 @@ def _strings(values, source: Path, where: str) -> list[str]:
 
 
 def _parquet_column(path: Path, column: str) -> list[str]:
-    import pyarrow.parquet as pq
-
     try:
         schema = pq.read_schema(path)
         if column not in schema.names:
@@ -66,8 +70,6 @@ def load_parti_prompts(path: str) -> list[str]:
 
 
 def _tsv_column(path: Path, column: str) -> list[str]:
-    import pandas as pd
-
     try:
         # keep_default_na=False: a prompt such as "None" or "NA" stays a string.
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -116,9 +118,7 @@ def load_prompts(spec: str) -> list[str]:
     if spec == "digits":
         return list(DIGIT_PROMPTS)
     if spec == "moving-digits":
-        from seppo.embedded.video import DIRECTIONS, video_prompt
-
-        return [video_prompt(d, r) for d in range(10) for r in DIRECTIONS]
+        return all_video_prompts()
     prefix, colon, path = spec.partition(":")
     if colon and prefix in _LOADERS:
         prompts = _LOADERS[prefix](path)

@@ -24,9 +24,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from seppo.embedded.digits import parse_digit  # noqa: E402
-from seppo.evaluate import load_snapshot, run_config, score_images, snapshot_paths  # noqa: E402
-from seppo.models import eval_seeds, grid, load_for_sampling, sample  # noqa: E402
+from seppo.evaluate import score_images  # noqa: E402
+from seppo.judges.registry import load_judge  # noqa: E402
+from seppo.models import eval_seeds, grid, load_for_sampling, load_snapshot, sample  # noqa: E402
 from seppo.prompts import DIGIT_PROMPTS  # noqa: E402
+from seppo.run_dir import RunDir, read_jsonl  # noqa: E402
 
 CURVES = (("loss", "loss"), ("flip_rate", "flip rate"), ("implicit_acc", "implicit accuracy"))
 
@@ -36,13 +38,7 @@ CURVES = (("loss", "loss"), ("flip_rate", "flip rate"), ("implicit_acc", "implic
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     """`metrics.jsonl` as a table, one row per logged update (empty if absent)."""
-    return _read_jsonl(Path(run_dir) / "metrics.jsonl")
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame()
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    return pd.DataFrame(RunDir(run_dir).metrics())
 
 
 # ---------------------------------------------------------------- plots
@@ -116,27 +112,23 @@ def snapshot_grids(run_dir: Path, prompts: Sequence[str], seeds: Sequence[int], 
     Rows of a grid are seeds, columns prompts; image (seed s, prompt p) has noise key
     `eval_seeds(s, P)[p]`, the same in every snapshot.
     """
-    config = run_config(str(run_dir))
-    sampler = config.get("sampler", {})
+    run = RunDir(run_dir)
+    config = run.config()
     backbone = load_for_sampling(str(run_dir), device=device)
-    resolution = int(config.get("data", {}).get("resolution") or backbone.unet.config.sample_size * backbone.vae_scale_factor)
+    resolution = config.data.resolution
     batch_prompts = [p for _ in seeds for p in prompts]
     keys = [key for s in seeds for key in eval_seeds(s, len(prompts))]
-    judge = None
-    if all(parse_digit(p) is not None for p in prompts):
-        from seppo.judges.registry import load_judge
-
-        judge = load_judge("digit")
+    judge = load_judge("digit") if all(parse_digit(p) is not None for p in prompts) else None
     final_state = {k: v.detach().clone() for k, v in backbone.unet.state_dict().items()}
-    models = [(f"θ_{j}", path) for j, path in snapshot_paths(run_dir).items()] + [("final", None)]
+    models = [(f"θ_{j}", path) for j, path in run.snapshots().items()] + [("final", None)]
     grids, rewards = [], []
     for label, path in models:
         if path is None:
             backbone.unet.load_state_dict(final_state)
         else:
             load_snapshot(backbone, path)
-        images = sample(backbone, batch_prompts, seeds=keys, resolution=resolution, steps=int(sampler.get("steps", 8)),
-                        guidance=float(sampler.get("guidance", 3.0)), eta=float(sampler.get("eta", 0.0)))
+        images = sample(backbone, batch_prompts, seeds=keys, resolution=resolution, steps=config.sampler.steps,
+                        guidance=config.sampler.guidance, eta=config.sampler.eta)
         grids.append((label, grid(images, columns=len(prompts), scale=4 if resolution <= 64 else 1)))
         if judge is not None:
             rewards.append({"snapshot": label, "digit": float(score_images(images, batch_prompts, [judge])["digit"].mean())})
@@ -161,20 +153,18 @@ def _eval_html(eval_result) -> str:
 
 
 def _run_html(run_dir: Path, prompts, seeds, device) -> str:
-    run_dir = Path(run_dir)
+    run_dir, run = Path(run_dir), RunDir(run_dir)
     parts = [f"<h2>{html.escape(run_dir.name)}</h2>"]
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        parts.append(f"<details open><summary>resolved config</summary><pre>{html.escape(config.read_text())}</pre></details>")
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        parts.append(f"<details><summary>summary</summary><pre>{html.escape(summary.read_text())}</pre></details>")
+    if run.is_run():
+        parts.append(f"<details open><summary>resolved config</summary><pre>{html.escape(run.config_path.read_text())}</pre></details>")
+    if run.summary_path.is_file():
+        parts.append(f"<details><summary>summary</summary><pre>{html.escape(run.summary_path.read_text())}</pre></details>")
     parts.append(_img(_png_uri(_curves_figure([run_dir])), f"curves of {run_dir.name}"))
-    at_snapshots = _read_jsonl(run_dir / "eval_at_snapshots.jsonl")
+    at_snapshots = pd.DataFrame(read_jsonl(run.eval_at_snapshots))
     if not at_snapshots.empty:
         x = "step" if "step" in at_snapshots else at_snapshots.columns[0]
         parts.append(_img(_png_uri(_reward_figure(at_snapshots, x, "judge reward at snapshots")), "judge reward at snapshots"))
-    if prompts and (run_dir / "final").is_dir():
+    if prompts and run.final.is_dir():
         grids, rewards = snapshot_grids(run_dir, prompts, seeds, device=device)
         parts.append(f"<h3>Samples at each snapshot</h3><p>columns: prompts {html.escape(', '.join(prompts))}; "
                      f"rows: seeds {html.escape(', '.join(map(str, seeds)))} (same noise in every snapshot)</p>")
@@ -190,7 +180,7 @@ def _run_html(run_dir: Path, prompts, seeds, device) -> str:
 
 def _default_prompts(run_dirs: Sequence[Path]) -> list[str]:
     """Digits 0–9 for embedded runs; no grids otherwise unless prompts are given."""
-    sources = {run_config(str(r)).get("data", {}).get("source") for r in run_dirs}
+    sources = {RunDir(r).config().data.source if RunDir(r).is_run() else None for r in run_dirs}
     return list(DIGIT_PROMPTS) if sources == {"embedded"} else []
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from seppo.data.examples import Example
-from seppo.data.sources import DataSummary
+from seppo.data.records import DataSummary
 from seppo.data.transforms import ImageTransform, transform_visual
 from seppo.errors import DataError
 

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Union
 
+import imageio.v3 as iio
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -142,8 +143,6 @@ def _frames_from_folder(folder: Path, where: str, needed: int, min_size: int) ->
 
 
 def _frames_from_file(source: Source, where: str, needed: int, min_size: int) -> list[Image.Image]:
-    import imageio.v3 as iio  # imported here: only video runs pay for it
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         uri, extension = bytes(source), _sniff_video_extension(bytes(source))
     else:

@@ -1,173 +1,36 @@
-"""Winner sources: Pick-a-Pic parquet shards, an imagefolder, a saved `datasets` dataset.
+"""Winner sources: Pick-a-Pic parquet shards, an imagefolder, a saved `datasets` dataset,
+and the embedded Pick-a-Digit pairs.
 
-Every source reads its rows as `Record`s: a `where` plus a `load()` that decodes the row.
-Decoding happens one record at a time inside `_examples`, so a corrupt image or a bad label
-in one row raises a `DataError` that a `SkipPolicy` can count and skip, without losing the
-rest of the stream. Problems that spoil a whole shard (a missing column, a missing file)
-always raise.
+Each source streams `Example`s, decoding one record at a time under a `SkipPolicy`
+(seppo.data.records). `open_examples(cfg)` opens the one `cfg.data.source` names, through
+`SOURCES`, with its keyword arguments taken from the config:
 
-    policy = SkipPolicy(on_bad_record="skip")
-    for example in pickapic_source("data/train-*.parquet", policy=policy): ...
-    print(policy.summary)
-
-or, with the factory form the run uses, `guard_bad_records(lambda p: open_source(..., policy=p))`.
+| data.source   | reads                                                     |
+|---------------|-----------------------------------------------------------|
+| `pickapic`    | parquet shards (`data.path`: file, folder or glob)        |
+| `imagefolder` | a Hugging Face image folder with `metadata.jsonl`          |
+| `disk`        | a `datasets` dataset saved with `save_to_disk`             |
+| `embedded`    | Pick-a-Digit in the cache (seppo.paths), as Pick-a-Pic parquet; `seppo train` builds it first (seppo.embedded.world) |
 """
 
 from __future__ import annotations
 
 import glob
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
+import pyarrow.parquet as pq
 from PIL import Image
 
+from seppo import paths
+from seppo.config import Config
 from seppo.data.examples import Example
 from seppo.data.images import decode_image, decode_video, is_video_path, to_rgb
-from seppo.errors import ConfigError, DataError
+from seppo.data.records import TIE, GuardedExamples, Record, SkipPolicy, examples, guard_bad_records
+from seppo.errors import DataError
 
 PICKAPIC_BATCH_ROWS = 64  # rows per parquet read: a few MB of JPEGs, never the whole shard
-_MIN_BAD_TO_ABORT = 10  # mid-stream aborts need this many bad records, so one early bad row
-#                         in a big, mostly clean set does not look like a high bad fraction
-
-
-class _Tie:
-    """What `Record.load` returns for a Pick-a-Pic tie: dropped and counted, not an error."""
-
-
-TIE = _Tie()
-
-
-@dataclass
-class Record:
-    """One row, not yet decoded: `load()` returns an `Example`, `TIE`, or raises DataError."""
-
-    where: str
-    load: Callable[[], "Example | _Tie"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Counting and skipping bad records
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataSummary:
-    """What a pass over a source saw; the run prints it and the cache stores it."""
-
-    seen: int = 0
-    used: int = 0
-    ties_dropped: int = 0
-    empty_captions: int = 0  # valid: they train the unconditional prompt
-    bad: int = 0
-    bad_examples: list[str] = field(default_factory=list)  # the first few "where: message"
-
-    def as_dict(self) -> dict:
-        return {"seen": self.seen, "used": self.used, "ties_dropped": self.ties_dropped,
-                "empty_captions": self.empty_captions, "bad": self.bad,
-                "bad_examples": list(self.bad_examples)}
-
-    def __str__(self) -> str:
-        text = (f"seen {self.seen}, used {self.used}, ties dropped {self.ties_dropped}, "
-                f"empty captions {self.empty_captions}, bad {self.bad}")
-        return text + (f" (first: {'; '.join(self.bad_examples)})" if self.bad_examples else "")
-
-
-class SkipPolicy:
-    """Whether a bad record stops the run ("error") or is counted and skipped ("skip").
-
-    With "skip", the run still stops once more than `max_bad_fraction` of the records seen
-    are bad: checked along the way once `min_seen` records (and a handful of bad ones) are
-    in, and always at the end.
-    """
-
-    KEEP_EXAMPLES = 5
-
-    def __init__(self, on_bad_record: str = "error", *, max_bad_fraction: float = 0.01, min_seen: int = 20):
-        if on_bad_record not in ("error", "skip"):
-            raise ConfigError(f"data.on_bad_record is {on_bad_record!r}, expected 'error' or 'skip'")
-        self.on_bad_record, self.max_bad_fraction, self.min_seen = on_bad_record, max_bad_fraction, min_seen
-        self.summary = DataSummary()
-
-    def used(self, example: Example) -> None:
-        self.summary.seen += 1
-        self.summary.used += 1
-        self.summary.empty_captions += not example.prompt
-
-    def tie(self) -> None:
-        self.summary.seen += 1
-        self.summary.ties_dropped += 1
-
-    def bad(self, error: DataError) -> None:
-        """Count a bad record; re-raise it unless skipping, and stop if too many are bad."""
-        if self.on_bad_record == "error":
-            raise error
-        self.summary.seen += 1
-        self.summary.bad += 1
-        if len(self.summary.bad_examples) < self.KEEP_EXAMPLES:
-            self.summary.bad_examples.append(str(error))
-        if self.summary.seen >= self.min_seen and self.summary.bad >= _MIN_BAD_TO_ABORT:
-            self.check()
-
-    def check(self) -> None:
-        """Raise if the bad fraction so far is over the limit."""
-        s = self.summary
-        if s.seen and s.bad / s.seen > self.max_bad_fraction:
-            raise DataError(
-                f"{s.bad} of {s.seen} records were bad ({s.bad / s.seen:.1%}, over "
-                f"data.max_bad_fraction {self.max_bad_fraction:.1%}); first: {'; '.join(s.bad_examples)}"
-            )
-
-
-class GuardedExamples:
-    """Iterable of examples from `factory(policy)`, with the pass's `summary`."""
-
-    def __init__(self, factory: Callable[[SkipPolicy], Iterable[Example]], **policy_kwargs):
-        self.factory, self.policy_kwargs = factory, policy_kwargs
-        self.policy = SkipPolicy(**policy_kwargs)
-
-    @property
-    def summary(self) -> DataSummary:
-        return self.policy.summary
-
-    def __iter__(self) -> Iterator[Example]:
-        self.policy = SkipPolicy(**self.policy_kwargs)  # each pass counts afresh
-        yield from self.factory(self.policy)
-        self.policy.check()
-
-
-def guard_bad_records(
-    examples_iter_factory: Callable[[SkipPolicy], Iterable[Example]],
-    *,
-    on_bad_record: str = "error",
-    max_bad_fraction: float = 0.01,
-    min_seen: int = 20,
-) -> GuardedExamples:
-    """Wrap a source so bad records are skipped (or not) under one policy; see `SkipPolicy`.
-
-    The factory receives the policy and passes it to the source:
-    `guard_bad_records(lambda policy: open_source("pickapic", path, policy=policy), ...)`.
-    """
-    return GuardedExamples(examples_iter_factory, on_bad_record=on_bad_record,
-                           max_bad_fraction=max_bad_fraction, min_seen=min_seen)
-
-
-def _examples(records: Iterator[Record], policy: SkipPolicy | None) -> Iterator[Example]:
-    """Decode records one by one under the policy: the heart of per-record error handling."""
-    policy = policy or SkipPolicy("error")
-    for record in records:
-        try:
-            example = record.load()
-        except DataError as error:
-            policy.bad(error)
-            continue
-        if example is TIE:
-            policy.tie()
-            continue
-        policy.used(example)
-        yield example
-    policy.check()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,8 +53,6 @@ def pickapic_source(
     label_0 = 1 means jpg_0 won, 0 means jpg_1 won, 0.5 is a tie and is dropped. With
     `num_frames`, jpg_0/jpg_1 hold videos (animated GIF or mp4 bytes), read with `decode_video`.
     """
-    import pyarrow.parquet as pq  # imported here: only parquet sources need it
-
     shards = parquet_shards(path)  # resolved now, so a wrong path fails before any training
 
     def records() -> Iterator[Record]:
@@ -211,7 +72,7 @@ def pickapic_source(
                     yield _pickapic_record(f"{shard.name} row {row}", *values, pairs, min_size, num_frames, stride)
                     row += 1
 
-    return _examples(records(), policy)
+    return examples(records(), policy)
 
 
 def _pickapic_record(where, caption, jpg_0, jpg_1, label_0, pairs, min_size, num_frames=None, stride=1) -> Record:
@@ -291,7 +152,7 @@ def imagefolder_source(
                     yield _imagefolder_record(f"{label} line {number}", line, root, caption_column,
                                               file_column, num_frames, stride, min_size)
 
-    return _examples(records(), policy)
+    return examples(records(), policy)
 
 
 def _imagefolder_record(where, line, root, caption_column, file_column, num_frames, stride, min_size) -> Record:
@@ -340,7 +201,7 @@ def disk_dataset_source(
     Image columns may hold PIL images, {"bytes": ..., "path": ...} dicts, bytes or paths.
     Images are decoded here, one record at a time, rather than by `datasets`.
     """
-    import datasets  # imported here: it is slow to import
+    import datasets  # heavy (about a second), and only this source needs it: imported when used
 
     try:
         dataset = datasets.load_from_disk(str(path))
@@ -366,7 +227,7 @@ def disk_dataset_source(
                                    image_column, loser_column, min_size)
                 row += 1
 
-    return _examples(records(), policy)
+    return examples(records(), policy)
 
 
 def _disk_record(where, row, caption_column, image_column, loser_column, min_size) -> Record:
@@ -416,11 +277,53 @@ def _image_payload(value, where: str) -> bytes | str:
     raise DataError(f"{where}: no image (value is {type(value).__name__})")
 
 
-SOURCES = {"pickapic": pickapic_source, "imagefolder": imagefolder_source, "disk": disk_dataset_source}
+# ---------------------------------------------------------------------------------------------
+# Opening the run's source from its config
+# ---------------------------------------------------------------------------------------------
+
+# A source opener: the config → (a reader that takes the bad-record policy, the path it reads).
+Opener = Callable[[Config], "tuple[Callable[[SkipPolicy], Iterator[Example]], str]"]
 
 
-def open_source(kind: str, path: str, **kwargs) -> Iterator[Example]:
-    """The source of `kind` ("pickapic", "imagefolder" or "disk") reading `path`."""
-    if kind not in SOURCES:
-        raise ConfigError(f"data.source is {kind!r}, expected one of {', '.join(SOURCES)}")
-    return SOURCES[kind](path, **kwargs)
+def _clip_frames(cfg: Config) -> int | None:
+    """Frames per clip for a video model (`model.motion_adapter`); None reads images."""
+    return cfg.data.num_frames if cfg.model.motion_adapter else None
+
+
+def _pickapic(cfg: Config, path: str | None = None):
+    d, path = cfg.data, path or cfg.data.path
+    return (lambda policy: pickapic_source(path, pairs=cfg.needs_pairs, caption_column=d.caption_column,
+                                           num_frames=_clip_frames(cfg), stride=d.frame_stride, min_size=d.min_size,
+                                           policy=policy)), path
+
+
+def _imagefolder(cfg: Config):
+    d = cfg.data
+    return (lambda policy: imagefolder_source(d.path, num_frames=_clip_frames(cfg), stride=d.frame_stride,
+                                              min_size=d.min_size, policy=policy)), d.path
+
+
+def _disk(cfg: Config):
+    d = cfg.data
+    return (lambda policy: disk_dataset_source(d.path, image_column=d.image_column, caption_column=d.caption_column,
+                                               loser_column=d.loser_column or None, min_size=d.min_size,
+                                               policy=policy)), d.path
+
+
+def _embedded(cfg: Config):
+    parquet = paths.pick_a_digit(cfg.pretrain) / "train.parquet"
+    if not parquet.is_file():
+        raise DataError(f"Pick-a-Digit is not built yet (expected {parquet}): `seppo train` builds it, "
+                        "or call seppo.embedded.world.ensure_world(cfg) first")
+    return _pickapic(cfg, str(parquet))
+
+
+# data.source → its opener (seppo.config.DATA_SOURCES names the same four).
+SOURCES: dict[str, Opener] = {"pickapic": _pickapic, "imagefolder": _imagefolder, "disk": _disk, "embedded": _embedded}
+
+
+def open_examples(cfg: Config) -> tuple[GuardedExamples, str]:
+    """The run's winner source under its bad-record policy, and the path it reads."""
+    read, path = SOURCES[cfg.data.source](cfg)
+    guarded = guard_bad_records(read, on_bad_record=cfg.data.on_bad_record, max_bad_fraction=cfg.data.max_bad_fraction)
+    return guarded, path

@@ -16,10 +16,10 @@ import re
 from functools import lru_cache
 
 import numpy as np
-from scipy.spatial.distance import pdist
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy.spatial.distance import pdist
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 

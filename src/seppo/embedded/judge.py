@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Callable, Sequence
 
 import joblib
@@ -36,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from seppo import paths
 from seppo.embedded.digits import IMAGE_SIZE, from_pil, parse_digit, real_digits
 from seppo.errors import DataError
 
@@ -45,12 +45,6 @@ STROKE_LAMBDA = 0.2  # weight λ of the annotator's stroke-weight taste
 STROKE_WIDTH = 0.15  # ink-fraction distance at which the stroke preference reaches 0
 
 
-def cache_dir() -> Path:
-    """`$SEPPO_CACHE/embedded`, read at call time so tests can point it elsewhere."""
-    root = os.environ.get("SEPPO_CACHE") or Path.home() / ".cache" / "seppo"
-    return Path(root) / "embedded"
-
-
 def _one_blas_thread():
     """Run BLAS on one thread: these matrices are tiny, and once torch's OpenMP pool is up
     a multi-threaded OpenBLAS fights it for the cores (fits measured 20x slower on 2 cores)."""
@@ -58,7 +52,7 @@ def _one_blas_thread():
 
 
 def _cached(name: str, fit: Callable[[], object]) -> object:
-    path = cache_dir() / f"{name}-v{JUDGE_VERSION}-sklearn{sklearn.__version__}.joblib"
+    path = paths.judges() / f"{name}-v{JUDGE_VERSION}-sklearn{sklearn.__version__}.joblib"
     if path.exists():
         return joblib.load(path)
     with _one_blas_thread():

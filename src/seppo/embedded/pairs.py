@@ -11,7 +11,9 @@ the same generator twice, with different noise), and a user, here the simulated
 | label_0, label_1   | float64 | 1.0 / 0.0 / 0.5 (tie); label_1 = 1 - label_0       |
 | model_0, model_1   | string  | generator names                                    |
 
-Ties stay in the file; the loader drops them, as for the real Pick-a-Pic.
+Ties stay in the file; the loader drops them, as for the real Pick-a-Pic. Moving-Digits
+(seppo.embedded.video_pairs) writes its clips through the same `write_pairs`, GIF bytes in
+`jpg_0`/`jpg_1`. `sampling_generator` turns a model folder into a generator for either.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from PIL import Image
 
 from seppo.embedded.digits import IMAGE_SIZE, digit_prompt, from_pil, to_pil
 from seppo.embedded.judge import Annotator, DigitJudge, load_digit_judge, preference_label
+from seppo.models import load_for_sampling, sample
 
 # generator(prompts, seed) -> one image per prompt. Images at different positions of one
 # call must be independent draws, so one call may serve both sides of a pair.
@@ -40,6 +43,35 @@ SCHEMA = pa.schema([
     ("label_0", pa.float64()), ("label_1", pa.float64()),
     ("model_0", pa.string()), ("model_1", pa.string()),
 ])
+
+
+def sampling_generator(folder: Path, *, resolution: int, steps: int, guidance: float, num_frames: int = 0,
+                       batch_size: int = 64) -> Generator:
+    """A model folder as a generator: guided DDIM samples (images, or clips of `num_frames`),
+    sample i of a call with seed s keyed by s·100003 + i."""
+    backbone = load_for_sampling(str(folder), num_frames=num_frames)
+
+    def generate(prompts: list[str], seed: int) -> list:
+        seeds = [seed * 100_003 + i for i in range(len(prompts))]
+        return sample(backbone, prompts, seeds=seeds, resolution=resolution, steps=steps, guidance=guidance,
+                      batch_size=batch_size)
+
+    return generate
+
+
+def write_pairs(out_path: Path, prompts: list[str], jpg_0: list[bytes], jpg_1: list[bytes], label_0: np.ndarray,
+                names: list[str], sides: np.ndarray) -> None:
+    """Write pairs as Pick-a-Pic parquet (`SCHEMA`), atomically: a reader never sees half a file.
+    `sides` (P, 2) holds each side's index into the generator `names`."""
+    table = pa.table({
+        "caption": prompts, "jpg_0": jpg_0, "jpg_1": jpg_1, "label_0": label_0, "label_1": 1.0 - label_0,
+        "model_0": [names[g] for g in sides[:, 0]], "model_1": [names[g] for g in sides[:, 1]],
+    }, schema=SCHEMA)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out_path)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -70,7 +102,7 @@ def generate_sides(generators: dict[str, Callable], names: list[str], prompts: l
     return out_arrays
 
 
-def _win_rates(names: list[str], sides: np.ndarray, label_0: np.ndarray) -> dict[str, float | None]:
+def win_rates(names: list[str], sides: np.ndarray, label_0: np.ndarray) -> dict[str, float | None]:
     """Each generator's mean score (win 1, tie ½, loss 0) against *other* generators.
 
     Self-pairs are left out: they always score ½ and would pull every rate towards ½.
@@ -111,17 +143,7 @@ def build_pick_a_digit(generators: dict[str, Generator], *, prompts_per_digit: i
     utility = annotator.utility(flat, np.repeat(digits, 2)).reshape(-1, 2)  # (P, 2)
     label_0 = preference_label(utility[:, 0], utility[:, 1], tie_margin)  # (P,)
 
-    table = pa.table({
-        "caption": prompts,
-        "jpg_0": [_png(x) for x in images[:, 0]], "jpg_1": [_png(x) for x in images[:, 1]],
-        "label_0": label_0, "label_1": 1.0 - label_0,
-        "model_0": [names[g] for g in sides[:, 0]], "model_1": [names[g] for g in sides[:, 1]],
-    }, schema=SCHEMA)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out_path)  # atomic: a reader never sees half a parquet
+    write_pairs(out_path, prompts, [_png(x) for x in images[:, 0]], [_png(x) for x in images[:, 1]], label_0, names, sides)
 
     decided = label_0 != 0.5
     winners = images[decided, np.where(label_0[decided] == 1.0, 0, 1)]  # (W, 16, 16)
@@ -137,7 +159,7 @@ def build_pick_a_digit(generators: dict[str, Generator], *, prompts_per_digit: i
         "ties": int((~decided).sum()),
         "tie_share": float((~decided).mean()),
         "images_per_generator": {n: int((sides == g).sum()) for g, n in enumerate(names)},
-        "win_rate": _win_rates(names, sides, label_0),
+        "win_rate": win_rates(names, sides, label_0),
         "winner_reward": winner_reward,
         "base_reward": base_reward,
         "winner_minus_base": gap,

@@ -21,7 +21,6 @@ Settings live in `VideoWorldConfig` (ours, all of them).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -30,11 +29,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
 
-from seppo import rng
+from seppo import paths, rng
 from seppo.config import PretrainConfig
-from seppo.pretrain import cache_root, cosine_lr, ddpm_update, embedded_key, ensure_embedded_base
+from seppo.embedded.clips import DIRECTIONS, moving_clip, video_prompt
+from seppo.embedded.digits import real_digits
+from seppo.embedded.pairs import sampling_generator
+from seppo.embedded.pretrain import cosine_lr, ddpm_update, ensure_embedded_base
+from seppo.embedded.video_pairs import build_moving_digits_pairs
 
 VIDEO_VERSION = "1"
 # Motion pretraining draws from the seppo.rng streams under seed + this offset, so its draws
@@ -66,8 +71,6 @@ class VideoWorldConfig:
 
 def build_motion_adapter(pretrain: PretrainConfig, video: VideoWorldConfig, *, seed: int = 0):
     """A MotionAdapter matching the tiny image UNet, with zero-initialised output projections."""
-    from diffusers import MotionAdapter
-
     u = pretrain.unet
     torch.manual_seed(seed)
     adapter = MotionAdapter(block_out_channels=tuple(u.block_out_channels), motion_layers_per_block=u.layers_per_block,
@@ -81,9 +84,6 @@ def build_motion_adapter(pretrain: PretrainConfig, video: VideoWorldConfig, *, s
 
 
 def _load_image_parts(folder: Path):
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
     return (UNet2DConditionModel.from_pretrained(folder / "unet"), CLIPTextModel.from_pretrained(folder / "text_encoder"),
             CLIPTokenizer.from_pretrained(folder / "tokenizer"), DDPMScheduler.from_pretrained(folder / "scheduler"))
 
@@ -101,11 +101,6 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
                     seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Train motion modules on real moving-digit clips over the frozen image base; save the base
     video model at `video.steps` and the strong one at `video.steps + video.strong_extra_steps`."""
-    from diffusers import UNetMotionModel
-
-    from seppo.embedded.digits import real_digits
-    from seppo.embedded.video import DIRECTIONS, moving_clip, video_prompt
-
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video, seed=seed))
     model.requires_grad_(False)
@@ -129,11 +124,11 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
     vseed = seed + VIDEO_SEED_OFFSET
     for step in bar:
         idx = list(range(step * video.batch_size, (step + 1) * video.batch_size))
-        pick = rng.per_sample_randint(len(images), seed=vseed, stream="flip", step=step, indices=idx).tolist()
-        way = rng.per_sample_randint(len(directions), seed=vseed, stream="reference", step=step, indices=idx).tolist()
+        pick = rng.per_sample_randint(len(images), seed=vseed, stream="flip", key=step, indices=idx).tolist()
+        way = rng.per_sample_randint(len(directions), seed=vseed, stream="reference", key=step, indices=idx).tolist()
         clips = np.stack([moving_clip(images[i], directions[w], f, video.speed) for i, w in zip(pick, way)])
         x0 = torch.from_numpy(clips).unsqueeze(1)  # (B, 1, F, 16, 16): channels before frames
-        drop = rng.per_sample_rand(seed=vseed, stream="dropout", step=step, indices=idx) < video.empty_prompt_prob
+        drop = rng.per_sample_rand(seed=vseed, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
         rows = [len(prompts) if dropped else 4 * int(labels[i]) + w for i, w, dropped in zip(pick, way, drop.tolist())]
         hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D): UNetMotionModel wants text per frame
         loss = ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=vseed, step=step, indices=idx,
@@ -152,9 +147,8 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
 def video_key(pretrain: PretrainConfig, video: VideoWorldConfig, seed: int = 0) -> str:
     model_fields = {k: v for k, v in dataclasses.asdict(video).items()
                     if k not in ("prompts_per_cell", "generator_steps", "generator_guidance", "pair_digits")}
-    blob = json.dumps({"v": VIDEO_VERSION, "image": embedded_key(pretrain, seed), "video": model_fields, "seed": seed},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return paths.short_hash({"v": VIDEO_VERSION, "image": paths.embedded_key(pretrain, seed), "video": model_fields,
+                             "seed": seed})
 
 
 def ensure_video_base(pretrain: PretrainConfig, video: VideoWorldConfig | None = None, *, seed: int = 0,
@@ -163,7 +157,7 @@ def ensure_video_base(pretrain: PretrainConfig, video: VideoWorldConfig | None =
 
     `pretrain` is `cfg.pretrain` of a run's Config (the image base it extends)."""
     video = video or VideoWorldConfig()
-    root = cache_root() / f"video-{video_key(pretrain, video, seed)}"
+    root = paths.cache_root() / f"video-{video_key(pretrain, video, seed)}"
     folders = {name: root / name for name in ("base", "strong")}
     if all((f / "video_pretrain.json").exists() for f in folders.values()):
         return folders
@@ -187,29 +181,13 @@ def adapter_folder(model_folder: Path) -> Path:
 # ---------------------------------------------------------------- Moving-Digits preference data
 
 
-def _generator(folder: Path, video: VideoWorldConfig, resolution: int):
-    from seppo.models import load_for_sampling, sample
-
-    backbone = load_for_sampling(str(folder), num_frames=video.num_frames)
-
-    def generate(prompts: list[str], seed: int) -> list:
-        seeds = [seed * 100_003 + i for i in range(len(prompts))]
-        return sample(backbone, prompts, seeds=seeds, resolution=resolution, steps=video.generator_steps,
-                      guidance=video.generator_guidance, batch_size=32)
-
-    return generate
-
-
 def ensure_moving_digits(pretrain: PretrainConfig, video: VideoWorldConfig | None = None, *, seed: int = 0,
                          progress: bool = True) -> tuple[Path, dict]:
     """The cached Moving-Digits folder (`train.parquet`, `winners/`) and its statistics."""
-    from seppo.embedded.video import build_moving_digits_pairs
-
     video = video or VideoWorldConfig()
     folders = ensure_video_base(pretrain, video, seed=seed, progress=progress)
-    blob = json.dumps([video_key(pretrain, video, seed), video.prompts_per_cell, video.generator_steps,
-                       video.generator_guidance, video.pair_digits])
-    root = cache_root() / f"moving-digits-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    root = paths.keyed("moving-digits", [video_key(pretrain, video, seed), video.prompts_per_cell, video.generator_steps,
+                                         video.generator_guidance, video.pair_digits])
     stats_file = root / "stats.json"
     if stats_file.exists():
         return root, json.loads(stats_file.read_text())
@@ -219,7 +197,10 @@ def ensure_moving_digits(pretrain: PretrainConfig, video: VideoWorldConfig | Non
         shutil.rmtree(tmp)
     t0 = time.time()
     with torch.no_grad():
-        generators = {name: _generator(folder, video, pretrain.unet.sample_size) for name, folder in folders.items()}
+        generators = {name: sampling_generator(folder, resolution=pretrain.unet.sample_size, steps=video.generator_steps,
+                                               guidance=video.generator_guidance, num_frames=video.num_frames,
+                                               batch_size=32)
+                      for name, folder in folders.items()}
         stats = build_moving_digits_pairs(generators, prompts_per_cell=video.prompts_per_cell, seed=seed, out_dir=tmp,
                                           num_frames=video.num_frames, digits=range(video.pair_digits))
     stats["seconds"] = round(time.time() - t0, 1)

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoProcessor, CLIPConfig, CLIPModel
 
@@ -207,8 +208,6 @@ def aesthetic_mlp(in_dim: int = 768) -> nn.Sequential:
 def _read_head(path: Path) -> dict:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,62 +14,50 @@ Each judge takes its weights from local paths, given as a dict whose keys are li
 | `imagereward` | model                | med_config     | ImageReward.pt (needs the `image-reward` package)   |
 | `video-digit`, `motion`, `consistency` |  |          | the moving-digits video judges (per-frame digit judge, prompted motion, consecutive-frame similarity) |
 
-Heavy imports happen inside the loaders, so listing names costs nothing.
+The loaders build a judge only when asked: fitting or loading weights happens there.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from seppo.embedded.judge import load_digit_judge
+from seppo.embedded.video_judges import FrameDigitJudge, MotionJudge, TemporalConsistency
 from seppo.errors import ConfigError
 from seppo.judges.base import Judge
+from seppo.judges.clip import AestheticJudge, ClipScoreJudge, HPSv2Judge, ImageRewardJudge, PickScoreJudge
 
 
 def _digit(paths: Mapping[str, str], device: str) -> Judge:
-    from seppo.embedded.judge import load_digit_judge
-
     return load_digit_judge()
 
 
 def _pickscore(paths, device):
-    from seppo.judges.clip import PickScoreJudge
-
     return PickScoreJudge(paths["model"], paths.get("processor"), device=device)
 
 
 def _clip(paths, device):
-    from seppo.judges.clip import ClipScoreJudge
-
     return ClipScoreJudge(paths["model"], paths.get("processor"), device=device)
 
 
 def _hps(version: str) -> Callable[[Mapping[str, str], str], Judge]:
     def load(paths, device):
-        from seppo.judges.clip import HPSv2Judge
-
         return HPSv2Judge(paths["checkpoint"], version, processor_path=paths.get("processor"), device=device)
 
     return load
 
 
 def _aesthetic(paths, device):
-    from seppo.judges.clip import AestheticJudge
-
     return AestheticJudge(paths["clip"], paths["head"], paths.get("processor"), device=device)
 
 
 def _imagereward(paths, device):
-    from seppo.judges.clip import ImageRewardJudge
-
     return ImageRewardJudge(paths["model"], paths.get("med_config"), device=device)
 
 
-def _video(kind: str) -> Callable[[Mapping[str, str], str], Judge]:
+def _video(judge: type) -> Callable[[Mapping[str, str], str], Judge]:
     def load(paths, device):
-        from seppo.embedded import video
-
-        return {"video-digit": video.FrameDigitJudge, "motion": video.MotionJudge,
-                "consistency": video.TemporalConsistency}[kind]()
+        return judge()
 
     return load
 
@@ -84,9 +72,9 @@ _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple
     "aesthetic": (_aesthetic, ("clip", "head"), ("processor",)),
     "imagereward": (_imagereward, ("model",), ("med_config",)),
     # videos (lists of frames): the embedded moving-digits judges
-    "video-digit": (_video("video-digit"), (), ()),
-    "motion": (_video("motion"), (), ()),
-    "consistency": (_video("consistency"), (), ()),
+    "video-digit": (_video(FrameDigitJudge), (), ()),
+    "motion": (_video(MotionJudge), (), ()),
+    "consistency": (_video(TemporalConsistency), (), ()),
 }
 JUDGE_NAMES: tuple[str, ...] = tuple(_JUDGES)
 JUDGE_PATHS: dict[str, tuple[str, ...]] = {name: req + opt for name, (_, req, opt) in _JUDGES.items()}

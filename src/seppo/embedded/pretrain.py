@@ -9,41 +9,34 @@ serves classifier-free guidance; sampling later uses DDIM with trailing spacing.
 
 The result is a diffusers folder (`unet/`, `text_encoder/`, `tokenizer/`, `scheduler/`),
 loaded like any other model. `ensure_embedded_base` caches it under $SEPPO_CACHE keyed by
-its config, with a second, longer-trained "strong" model used to build Pick-a-Digit.
+its config (seppo.paths.embedded_models), with a second, longer-trained "strong" model used
+to build Pick-a-Digit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
+import transformers
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
-from seppo import rng
+from seppo import paths, rng
 from seppo.backbone import per_sample_error
 from seppo.config import PretrainConfig
-
-BASE_VERSION = "1"
-
-
-def cache_root() -> Path:
-    import os
-
-    return Path(os.environ.get("SEPPO_CACHE", Path.home() / ".cache" / "seppo"))
+from seppo.embedded.digits import digit_prompt, real_digits
+from seppo.embedded.tokenizer import build_text_encoder
 
 
 def build_tiny_model(cfg: PretrainConfig, folder: Path, *, seed: int = 0):
     """Create the untrained tiny model and write it as a diffusers folder."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-
-    from seppo.embedded.tokenizer import build_text_encoder
-
     u = cfg.unet
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -69,9 +62,8 @@ def cosine_lr(peak: float, step: int, total: int, *, warmup: int) -> float:
 def ddpm_update(model, optimizer, params, scheduler, x0: torch.Tensor, hidden: torch.Tensor, *, seed: int, step: int,
                 indices: list[int], lr: float) -> float:
     """One ε-prediction DDPM update, (t, ε) keyed per sample (seppo.rng); returns the loss."""
-    t = rng.per_sample_randint(scheduler.config.num_train_timesteps, seed=seed, stream="timestep", step=step,
-                               indices=indices)
-    eps = rng.per_sample_randn(x0.shape[1:], seed=seed, stream="noise", step=step, indices=indices)
+    t, eps = rng.timestep_and_noise(scheduler.config.num_train_timesteps, x0.shape[1:], seed=seed, key=step,
+                                    indices=indices)
     x_t = scheduler.add_noise(x0, eps, t)
     loss = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
     for group in optimizer.param_groups:
@@ -87,11 +79,6 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
              progress: bool = True) -> dict[str, Path]:
     """Train from scratch for `max(snapshots.values())` steps, saving a model folder at each
     named step (default: {"base": cfg.steps}). Returns the folders."""
-    from seppo.embedded.digits import digit_prompt, real_digits
-
-    import diffusers
-    import transformers
-
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars per save
     diffusers.utils.logging.disable_progress_bar()
     snapshots = snapshots or {"base": cfg.steps}
@@ -109,9 +96,9 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
     t0 = time.time()
     for step in bar:
         idx = list(range(step * cfg.batch_size, (step + 1) * cfg.batch_size))
-        pick = rng.per_sample_randint(len(x_all), seed=seed, stream="flip", step=step, indices=idx)
+        pick = rng.per_sample_randint(len(x_all), seed=seed, stream="flip", key=step, indices=idx)
         x0 = x_all[pick]
-        drop = rng.per_sample_rand(seed=seed, stream="dropout", step=step, indices=idx) < cfg.empty_prompt_prob
+        drop = rng.per_sample_rand(seed=seed, stream="dropout", key=step, indices=idx) < cfg.empty_prompt_prob
         prompts = ["" if d else prompts_all[i] for i, d in zip(pick.tolist(), drop.tolist())]
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids
@@ -136,14 +123,9 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
     return saved
 
 
-def embedded_key(cfg: PretrainConfig, seed: int = 0) -> str:
-    blob = json.dumps({"v": BASE_VERSION, "cfg": dataclasses.asdict(cfg), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def ensure_embedded_base(cfg: PretrainConfig, *, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """The cached embedded base ("base") and its longer-trained sibling ("strong"), built once."""
-    root = cache_root() / f"embedded-{embedded_key(cfg, seed)}"
+    root = paths.embedded_models(cfg, seed)
     names = {"base": cfg.steps, "strong": cfg.steps + cfg.strong_extra_steps}
     folders = {name: root / name for name in names}
     if all((f / "pretrain.json").exists() for f in folders.values()):

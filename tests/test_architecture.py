@@ -1,0 +1,76 @@
+"""Imports show the architecture (docs/architecture.md): read from the source, not run."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parents[1] / "src"
+LEAVES = {"seppo.embedded.digits", "seppo.embedded.tokenizer", "seppo.embedded.judge", "seppo.embedded.clips",
+          "seppo.embedded.video_judges", "seppo.embedded.budget"}
+BUILDERS = {"seppo.embedded.pretrain", "seppo.embedded.pairs", "seppo.embedded.video_pairs", "seppo.embedded.world",
+            "seppo.embedded.video_world"}
+TOOLS = {"seppo.cli", "seppo.demo", "seppo.demo_video", "seppo.ablate"}  # may build the embedded world
+ALONE = {"seppo.errors", "seppo.rng", "seppo.losses", "seppo.methods", "seppo.checkpoint"}  # import nothing of ours
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> tuple[set[str], set[str]]:
+    """(seppo modules imported at module level, seppo modules imported inside a function)."""
+    tree = ast.parse(path.read_text())
+    top, inside = set(), set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        seppo = {n for n in names if n.split(".")[0] == "seppo"}
+        (top if node in tree.body else inside).update(seppo)
+    return top, inside
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+GRAPH = {m: {n for n in imports(p)[0] if n in MODULES and n not in (m, "seppo")} for m, p in MODULES.items()}  # seppo/__init__ is empty
+
+
+def reachable(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for n in GRAPH[todo.pop()] - seen:
+            seen.add(n)
+            todo.append(n)
+    return seen
+
+
+def test_no_seppo_import_inside_a_function():
+    lazy = {m: sorted(imports(p)[1]) for m, p in MODULES.items() if imports(p)[1]}
+    assert lazy == {}
+
+
+@pytest.mark.parametrize("module", sorted(LEAVES))
+def test_leaves_import_nothing_above_errors(module):
+    assert GRAPH[module] <= {"seppo.errors", "seppo.paths"} | LEAVES
+
+
+def test_only_tools_and_builders_import_builders():
+    assert {m for m, deps in GRAPH.items() if deps & BUILDERS} <= TOOLS | BUILDERS
+
+
+def test_the_bottom_imports_nothing_of_ours():
+    assert {m: GRAPH[m] for m in ALONE if GRAPH[m]} == {}
+    assert GRAPH["seppo.paths"] <= {"seppo.errors"}
+
+
+def test_config_imports_no_loss_and_the_loop_no_world():
+    assert "seppo.losses" not in reachable("seppo.config")
+    assert not reachable("seppo.train") & (BUILDERS | TOOLS)
+    assert not reachable("seppo.data.dataset") & {"seppo.backbone", "seppo.train"}  # handed encode functions
+
+
+def test_no_import_cycles():
+    assert [m for m in MODULES if m in reachable(m)] == []
