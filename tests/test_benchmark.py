@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seppo.benchmark import (FINAL_EVAL_SEED, VALIDATION_EVAL_SEED, BenchmarkPlan, check_disjoint, run_benchmark,
-                             select, widen)
+from seppo.benchmark import FINAL_EVAL_SEED, VALIDATION_EVAL_SEED, BenchmarkPlan, check_disjoint, run_benchmark, select, widen
 from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
 from seppo.errors import SeppoError
 from seppo.evaluate import sample_plan

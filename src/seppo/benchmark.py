@@ -35,10 +35,15 @@ from typing import Sequence
 
 import pandas as pd
 
+from seppo import paths
+from seppo.benchmark_tables import write_outputs
 from seppo.config import load_config
-from seppo.errors import SeppoError
+from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.embedded.world import ensure_world
+from seppo.errors import ConfigError, SeppoError
 from seppo.evaluate import evaluate, sample_plan
 from seppo.prompts import DIGIT_PROMPTS
+from seppo.run_dir import RunDir
 
 # The tuned methods and the settings they are tuned over.
 TUNED = OrderedDict([("sft", ("train.lr",)), ("dpo", ("train.lr", "beta")), ("seppo", ("train.lr", "beta"))])
@@ -52,17 +57,13 @@ ARMS: "OrderedDict[str, tuple[str, list[str]] | None]" = OrderedDict([
     ("seppo-noflip", ("seppo", ["method=seppo", "flipper=none"])),
     ("seppo-initial", ("seppo", ["method=seppo", "reference=initial"])),
     ("seppo-latest", ("seppo", ["method=seppo", "reference=latest"])),
-    ("spin", ("seppo", ["method=spin", "reference=latest", "flipper=none"])),
-    ("ditto", ("seppo", ["method=ditto", "reference=initial", "flipper=none"])),
+    ("spin", ("seppo", ["method=spin"])),
+    ("ditto", ("seppo", ["method=ditto"])),
 ])
 # Seed ranges (ours): tuning runs and validation keys never overlap the final ones.
 TUNE_SEED0 = 1000  # training seeds of tuning runs: 1000, 1001, ...
 VALIDATION_EVAL_SEED = 5000  # eval seed of the validation keys
 FINAL_EVAL_SEED = 100  # final evaluation set of training seed s: eval seed 100 + s
-EVAL_STEPS, EVAL_GUIDANCE = 20, 3.0
-QUICK = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
-         "log.progress=false", "log.tensorboard=false", "checkpoints.every=0",
-         "pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.generator_steps=4"]
 
 
 @dataclass
@@ -130,7 +131,7 @@ def check_disjoint(validation: pd.DataFrame, final: pd.DataFrame) -> None:
 
 def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
     """One `seppo train` subprocess on one thread; a finished run (summary.json) is reused."""
-    if (run_dir / "summary.json").is_file():
+    if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted benchmark resumes
         return run_dir
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
@@ -159,6 +160,12 @@ class Benchmark:
         self.config, self.out, self.plan, self.jobs, self.progress = Path(config), Path(out), plan, jobs, progress
         self.overrides = [*(QUICK if quick else []), *overrides]
         self.cfg = load_config(self.config, self.overrides)
+        for arm in plan.arms:
+            if ARMS[arm] is not None:
+                try:
+                    load_config(self.config, [*self.overrides, *ARMS[arm][1]])
+                except ConfigError as e:
+                    raise SeppoError(f"benchmark arm {arm}: {e}") from None
         self.prompts = list(DIGIT_PROMPTS)
         self.validation_plan = sample_plan(self.prompts, [VALIDATION_EVAL_SEED], plan.validation_per_prompt)
         self.final_plan = sample_plan(self.prompts, [FINAL_EVAL_SEED + s for s in range(plan.seeds)],
@@ -169,7 +176,7 @@ class Benchmark:
         return evaluate(models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
                         per_prompt=per_prompt, steps=self.plan.eval_steps, guidance=self.plan.eval_guidance,
                         resolution=self.cfg.data.resolution, out=out, progress=self.progress,
-                        unit=("prompt_idx", "seed", "k"))
+                        unit=IMAGE_UNIT)
 
     # ─── phase 1: tuning ───
     def tune(self) -> tuple[dict[str, dict], pd.DataFrame]:
@@ -240,18 +247,15 @@ class Benchmark:
         t0 = time.time()
         run_all(jobs, self.jobs)
         self.train_seconds = time.time() - t0
-        from seppo.train import resolve_model_path
-
-        base = str(resolve_model_path(self.cfg, progress=False))
+        base = str(paths.model_folder(self.cfg))
         tables = []
         for s in range(self.plan.seeds):
             models = ([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs]
             names = (["base"] if "base" in self.plan.arms else []) + list(runs)
             result = self._evaluate(models, names, FINAL_EVAL_SEED + s, self.plan.final_per_prompt,
                                     self.out / "eval" / f"s{s}", self.plan.judges)
-            diversity = result.diversity
-            tables.append(result.scores.rename(columns={"model": "arm"}).assign(
-                train_seed=s, diversity=lambda t: t["arm"].map(diversity)))
+            table = result.scores.rename(columns={"model": "arm"})
+            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(result.diversity)))
         return pd.concat(tables, ignore_index=True), runs
 
 
@@ -265,12 +269,11 @@ def _grid_points(axes: dict[str, list[float]]) -> list[dict]:
 def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Path, plan: BenchmarkPlan | None = None,
                   quick: bool = False, jobs: int = 2, progress: bool = True) -> Path:
     """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`."""
-    from seppo.benchmark_tables import write_outputs
-
     plan = plan or BenchmarkPlan()
     wall0 = time.time()
     bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress)
     bench.out.mkdir(parents=True, exist_ok=True)
+    ensure_world(bench.cfg, progress=progress)  # base, pairs and judges once, before any run starts
     if plan.tune:
         selected, grid = bench.tune()
     else:

@@ -16,13 +16,16 @@ covers 0 is written "not resolved at this budget".
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
+from matplotlib.figure import Figure
 
+from seppo.run_dir import RunDir
 from seppo.stats import bootstrap_ci, paired_seed_difference, t_interval, two_level_bootstrap
 
 # Judges' meaning, for the table's header. The oracle exists only in a simulation.
@@ -135,14 +138,9 @@ def tuning_markdown(grid: pd.DataFrame, selected: dict, judge: str) -> str:
 
 
 def plot_arms(summary: list[dict], arms: Sequence[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     judges = list(dict.fromkeys(r["judge"] for r in summary))
-    fig, axes = plt.subplots(1, len(judges), figsize=(3.2 * len(judges) + 1, 3.8), constrained_layout=True,
-                             squeeze=False)
+    fig = Figure(figsize=(3.2 * len(judges) + 1, 3.8), constrained_layout=True)
+    axes = fig.subplots(1, len(judges), squeeze=False)
     for ax, judge in zip(axes[0], judges):
         rows = [next(r for r in summary if r["arm"] == a and r["judge"] == judge) for a in arms]
         x = np.arange(len(rows))
@@ -159,17 +157,12 @@ def plot_arms(summary: list[dict], arms: Sequence[str], path: Path) -> None:
         ax.set_ylim(min(values) - 0.3 * span, max(values) + 0.3 * span)
     fig.suptitle("mean over training seeds (bars), 95% t-interval, one dot per seed")
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_tuning(grid: pd.DataFrame, selected: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = list(dict.fromkeys(grid["method"]))
-    fig, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 3.4), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(4 * len(methods), 3.4), constrained_layout=True)
+    axes = fig.subplots(1, len(methods), squeeze=False)
     for ax, method in zip(axes[0], methods):
         rows = grid[grid["method"] == method]
         groups = rows.groupby("beta") if "beta" in rows and rows["beta"].notna().any() else [(None, rows)]
@@ -184,14 +177,11 @@ def plot_tuning(grid: pd.DataFrame, selected: dict, path: Path) -> None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict, grid: pd.DataFrame, plan,
                   config: str, overrides: list, timing: dict, keys: dict, world: dict) -> Path:
     """benchmark.md, benchmark.json, selected.yaml, scores.parquet, benchmark.png, tuning.png."""
-    from dataclasses import asdict
-
     arms = [a for a in plan.arms if a in set(scores["arm"])]
     judges = [j for j in plan.judges if j in scores]
     summary = arm_summary(scores, judges, arms)
@@ -200,10 +190,10 @@ def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict
     for arm, dirs in runs.items():
         flips, walls = [], []
         for d in dirs:
-            rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+            rows = RunDir(d).metrics()
             last = [r["flip_rate"] for r in rows if "flip_rate" in r and r["iteration"] == rows[-1]["iteration"]]
             flips += [sum(last) / len(last)] if last else []
-            walls.append(json.loads((d / "summary.json").read_text()).get("wall_seconds", float("nan")))
+            walls.append(RunDir(d).summary().get("wall_seconds", float("nan")))
         extra["final flip rate"][arm] = f"{np.mean(flips):.2f}" if flips else "–"
         extra["train s"][arm] = f"{np.mean(walls):.0f}"
     header = (f"# Benchmark\n\nconfig `{config}`, overrides `{' '.join(overrides) or '(none)'}`; {plan.seeds} "

@@ -6,7 +6,8 @@
     seppo eval MODEL [MODEL ...]              score models with judges, print a table
     seppo demo [--quick] [--out DIR]          the embedded default end to end
     seppo report RUN [RUN ...]                one self-contained HTML report
-    seppo ablate CONFIG --seeds 3             the ablation grid
+    seppo benchmark CONFIG --seeds 8          tune each method, then every arm × training seed
+    seppo ablate CONFIG --seeds 3             every arm × training seed at the config's own settings
     seppo diagnose-flipper RUN                flipper verdicts against a judge's
 
 A problem with the input (config key, file, row) prints one line naming it and exits 2;
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from seppo.ablate import run_ablation
+from seppo.benchmark import ARMS, BenchmarkPlan, run_benchmark
 from seppo.config import load_config, save_config
 from seppo.demo import run_demo
 from seppo.demo_video import run_video_demo
@@ -117,8 +118,13 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_ablate(args) -> int:
-    path = run_ablation(args.config, args.overrides, seeds=args.seeds, out=Path(args.out), quick=args.quick, jobs=args.jobs)
+def cmd_benchmark(args) -> int:
+    plan = BenchmarkPlan(seeds=args.seeds, tune_seeds=args.tune_seeds, tune=args.tune,
+                         arms=[a.strip() for a in args.arms.split(",")])
+    unknown = [a for a in plan.arms if a not in ARMS]
+    if unknown:
+        raise SeppoError(f"--arms: unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")
+    path = run_benchmark(args.config, args.overrides, out=Path(args.out), plan=plan, quick=args.quick, jobs=args.jobs)
     print(f"wrote {path}")
     return 0
 
@@ -176,14 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="report.html")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("ablate", help="the ablation grid")
-    s.add_argument("config")
-    s.add_argument("overrides", nargs="*")
-    s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--jobs", type=int, default=2)
-    s.add_argument("--quick", action="store_true")
-    s.add_argument("--out", default="ablation")
-    s.set_defaults(fn=cmd_ablate)
+    for name, help_, seeds, tune in (
+            ("benchmark", "tune each method on validation keys, then every arm × training seed; seed-level tables",
+             8, True),
+            ("ablate", "every arm × training seed at the config's own settings (no tuning); seed-level tables",
+             3, False)):
+        s = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        s.add_argument("config", help="YAML config of the embedded world (configs/digits-seppo.yaml)")
+        s.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run")
+        s.add_argument("--seeds", type=int, default=seeds, help="final training seeds per arm")
+        s.add_argument("--tune-seeds", type=int, default=2, help="training seeds per tuning grid point")
+        s.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
+        s.add_argument("--jobs", type=int, default=2, help="training runs at a time (one thread each)")
+        s.add_argument("--quick", action="store_true", help="seconds-long runs on a toy world (smoke test)")
+        s.add_argument("--out", default=name, help="output folder")
+        s.set_defaults(fn=cmd_benchmark, tune=tune)
 
     s = sub.add_parser("diagnose-flipper", help="flipper verdicts against a judge's")
     s.add_argument("run")
