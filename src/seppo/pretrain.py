@@ -136,8 +136,14 @@ def pretrain(cfg: PretrainConfig, out: Path, *, seed: int = 0, snapshots: dict[s
     return saved
 
 
+# PretrainConfig fields that shape the pair sets, not the models: changing them keeps the cached models.
+PAIR_FIELDS = ("pairs_per_digit", "generator_steps", "generator_guidance", "judge_pairs_per_digit")
+
+
 def embedded_key(cfg: PretrainConfig, seed: int = 0) -> str:
-    blob = json.dumps({"v": BASE_VERSION, "cfg": dataclasses.asdict(cfg), "seed": seed}, sort_keys=True)
+    """Cache key of the base and strong models: every PretrainConfig field except `PAIR_FIELDS`."""
+    model_fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PAIR_FIELDS}
+    blob = json.dumps({"v": BASE_VERSION, "cfg": model_fields, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
