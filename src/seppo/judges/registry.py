@@ -5,7 +5,10 @@ Each judge takes its weights from local paths, given as a dict whose keys are li
 
 | name          | required paths       | optional paths | weights                                             |
 |---------------|----------------------|----------------|-----------------------------------------------------|
-| `digit`       |                      |                | the embedded demo's classifier (built on first use) |
+| `digit`       |                      |                | the embedded demo's classifier (built on first use): class correctness, Pick-a-Digit's CLIP score |
+| `preference`  |                      | config         | Pick-a-Digit's learned Bradley–Terry reward, its PickScore (fitted on first use; `config`: a YAML naming the world, default the shipped one) |
+| `oracle`      |                      |                | the simulation's oracle: the annotator's own utility, which real data lacks |
+| `stroke`      |                      |                | the stroke-weight term of the annotator's utility (simulation only) |
 | `pickscore`   | model                | processor      | yuvalkirstain/PickScore_v1 + laion CLIP-ViT-H-14 processor |
 | `clip`        | model                | processor      | any transformers CLIP folder                        |
 | `hps`         | checkpoint           | processor      | HPS_v2_compressed.pt + laion CLIP-ViT-H-14 processor |
@@ -29,6 +32,26 @@ def _digit(paths: Mapping[str, str], device: str) -> Judge:
     from seppo.embedded.judge import load_digit_judge
 
     return load_digit_judge()
+
+
+def _preference(paths: Mapping[str, str], device: str) -> Judge:
+    from seppo.embedded.preference import ensure_preference_judge
+
+    world = None
+    if paths.get("config"):
+        from seppo.config import load_config
+
+        world = load_config(paths["config"]).pretrain
+    return ensure_preference_judge(world)
+
+
+def _annotator_part(kind: str) -> Callable[[Mapping[str, str], str], Judge]:
+    def load(paths, device):
+        from seppo.embedded import oracle
+
+        return {"oracle": oracle.load_oracle, "stroke": oracle.load_stroke}[kind]()
+
+    return load
 
 
 def _pickscore(paths, device):
@@ -77,6 +100,9 @@ def _video(kind: str) -> Callable[[Mapping[str, str], str], Judge]:
 # name -> (loader, required path keys, optional path keys)
 _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple]] = {
     "digit": (_digit, (), ()),
+    "preference": (_preference, (), ("config",)),
+    "oracle": (_annotator_part("oracle"), (), ()),
+    "stroke": (_annotator_part("stroke"), (), ()),
     "pickscore": (_pickscore, ("model",), ("processor",)),
     "clip": (_clip, ("model",), ("processor",)),
     "hps": (_hps("v2"), ("checkpoint",), ("processor",)),
