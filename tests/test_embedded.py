@@ -217,7 +217,8 @@ def test_build_pick_a_digit(annotator, judge, tmp_path):
     types = {f.name: str(f.type) for f in table.schema}
     assert types == {"caption": "string", "jpg_0": "binary", "jpg_1": "binary",
                      "label_0": "double", "label_1": "double",
-                     "model_0": "string", "model_1": "string"}
+                     "model_0": "string", "model_1": "string", "noise_0": "int64", "noise_1": "int64",
+                     "utility_0": "double", "utility_1": "double"}
     rows = table.to_pylist()
     image = Image.open(io.BytesIO(rows[0]["jpg_0"]))
     assert image.mode == "L" and image.size == (16, 16)

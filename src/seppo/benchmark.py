@@ -37,8 +37,9 @@ import pandas as pd
 
 from seppo import paths
 from seppo.benchmark_tables import write_outputs
-from seppo.config import load_config
+from seppo.config import load_config, save_config
 from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
 from seppo.evaluate import evaluate, sample_plan
@@ -171,9 +172,11 @@ class Benchmark:
         self.final_plan = sample_plan(self.prompts, [FINAL_EVAL_SEED + s for s in range(plan.seeds)],
                                       plan.final_per_prompt)
         check_disjoint(self.validation_plan, self.final_plan)
+        self.world_config = self.out / "world.yaml"  # names the world whose judge pairs fit the learned judge
 
     def _evaluate(self, models: list[str], names: list[str], eval_seed: int, per_prompt: int, out: Path, judges):
         return evaluate(models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
+                        judge_paths={"preference": {"config": str(self.world_config)}},
                         per_prompt=per_prompt, steps=self.plan.eval_steps, guidance=self.plan.eval_guidance,
                         resolution=self.cfg.data.resolution, out=out, progress=self.progress,
                         unit=IMAGE_UNIT)
@@ -274,6 +277,8 @@ def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Pat
     bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress)
     bench.out.mkdir(parents=True, exist_ok=True)
     ensure_world(bench.cfg, progress=progress)  # base, pairs and judges once, before any run starts
+    save_config(bench.cfg, bench.world_config)
+    judge = ensure_preference_judge(bench.cfg.pretrain, progress=progress)
     if plan.tune:
         selected, grid = bench.tune()
     else:
@@ -285,7 +290,7 @@ def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Pat
     return write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
                          config=str(config), overrides=bench.overrides, timing=timing,
                          keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
-                         world=_world_settings(bench.cfg))
+                         world={**_world_settings(bench.cfg), "preference_judge": judge.meta})
 
 
 def _world_settings(cfg) -> dict:

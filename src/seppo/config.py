@@ -66,6 +66,9 @@ class PretrainConfig:
     pairs_per_digit: int = 100  # prompts per digit; each gets two images from the generators
     generator_steps: int = 10  # DDIM steps the generators use
     generator_guidance: float = 3.0
+    # The learned preference judge's own pairs (split "judge": noise the training pairs never use),
+    # prompts per digit; a fixed share is held out for its agreement with the annotator.
+    judge_pairs_per_digit: int = 300
     unet: TinyUNetConfig = field(default_factory=TinyUNetConfig)
 
 

@@ -8,7 +8,8 @@ can point it elsewhere:
 | `latents/<key>/`              | encoded winners and prompts of a training set             | seppo.data.cache |
 | `embedded/`                   | the fitted digit judge and simulated annotator            | seppo.embedded.judge |
 | `embedded-<key>/base`, `/strong` | the embedded base model and its stronger sibling      | seppo.embedded.pretrain |
-| `pick-a-digit-<key>/`         | Pick-a-Digit pairs (`train.parquet`, `stats.json`)        | seppo.embedded.world |
+| `pick-a-digit[-split]-<key>/` | Pick-a-Digit pairs (`train.parquet`, `stats.json`): training, held-out, judge | seppo.embedded.world |
+| `embedded/preference-<key>/`  | the learned preference judge (Bradley–Terry, on the judge pairs) | seppo.embedded.preference |
 | `video-<key>/`, `moving-digits-<key>/` | the video world's models and pairs              | seppo.embedded.video_world |
 
 A `<key>` is a short hash of everything that changes the contents. `embedded:digits`, the
@@ -54,9 +55,14 @@ def judges() -> Path:
     return cache_root() / "embedded"
 
 
+# PretrainConfig fields that shape the pair sets, not the models: changing them keeps the cached models.
+PAIR_FIELDS = ("pairs_per_digit", "generator_steps", "generator_guidance", "judge_pairs_per_digit")
+
+
 def embedded_key(pretrain, seed: int = 0) -> str:
-    """The embedded base's key: its pretraining config (`cfg.pretrain`) and seed."""
-    return short_hash({"v": BASE_VERSION, "cfg": dataclasses.asdict(pretrain), "seed": seed})
+    """The embedded base's key: its pretraining config (`cfg.pretrain`) but for `PAIR_FIELDS`, and seed."""
+    fields = {k: v for k, v in dataclasses.asdict(pretrain).items() if k not in PAIR_FIELDS}
+    return short_hash({"v": BASE_VERSION, "cfg": fields, "seed": seed})
 
 
 def embedded_models(pretrain, seed: int = 0) -> Path:
@@ -64,10 +70,12 @@ def embedded_models(pretrain, seed: int = 0) -> Path:
     return cache_root() / f"embedded-{embedded_key(pretrain, seed)}"
 
 
-def pick_a_digit(pretrain, seed: int = 0) -> Path:
-    """The folder holding Pick-a-Digit's `train.parquet` and `stats.json`."""
-    return keyed("pick-a-digit", [embedded_key(pretrain, seed), pretrain.pairs_per_digit, pretrain.generator_steps,
-                                  pretrain.generator_guidance])
+def pick_a_digit(pretrain, seed: int = 0, split: str = "train", pairs_per_digit: int | None = None) -> Path:
+    """The folder holding a Pick-a-Digit pair set's `train.parquet` and `stats.json`: the
+    training pairs ("train"), or the held-out or judge pairs (seppo.embedded.world.SPLITS)."""
+    n = pretrain.pairs_per_digit if pairs_per_digit is None else pairs_per_digit
+    name = "pick-a-digit" if split == "train" else f"pick-a-digit-{split}"
+    return keyed(name, [embedded_key(pretrain, seed), split, n, pretrain.generator_steps, pretrain.generator_guidance])
 
 
 def model_folder(cfg) -> Path:

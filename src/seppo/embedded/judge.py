@@ -221,8 +221,13 @@ class Annotator:
         _check_pair(images, digits)
         digits = np.asarray(digits, dtype=np.int64)
         p = self.predict_proba(images)[np.arange(len(digits)), digits]
-        distance = np.abs(ink_fraction(images) - self.target_ink[digits])
-        return p + STROKE_LAMBDA * np.maximum(0.0, 1.0 - distance / STROKE_WIDTH)
+        return p + STROKE_LAMBDA * self.stroke(images, digits)
+
+    def stroke(self, images: np.ndarray, digits: np.ndarray) -> np.ndarray:
+        """stroke(x, d) in [0, 1]: 1 at the typical ink share of digit d, 0 beyond STROKE_WIDTH."""
+        _check_pair(images, digits)
+        distance = np.abs(ink_fraction(images) - self.target_ink[np.asarray(digits, dtype=np.int64)])
+        return np.maximum(0.0, 1.0 - distance / STROKE_WIDTH)
 
     def prefer(self, img_a: Image.Image, img_b: Image.Image, digit: int, *,
                tie_margin: float = 0.02) -> float:

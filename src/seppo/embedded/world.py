@@ -24,21 +24,40 @@ from seppo.embedded.judge import load_annotator
 from seppo.embedded.pairs import build_pick_a_digit, sampling_generator
 from seppo.embedded.pretrain import ensure_embedded_base
 
+# Each pair set draws its sides and noise from its own build seed, so no image noise is shared
+# between the training pairs, the held-out pairs and the learned judge's pairs.
+SPLITS = {"train": 0, "heldout": 1, "judge": 2}
 
-def ensure_pick_a_digit(cfg: PretrainConfig, *, seed: int = 0, progress: bool = True) -> tuple[Path, dict]:
-    """The cached Pick-a-Digit parquet and its statistics, built on first use."""
+
+def split_seed(split: str, seed: int = 0) -> int:
+    """The build seed of a pair set: the world seed for "train", a disjoint one for the others."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+    return seed if split == "train" else SPLITS[split] * 1_000_003 + seed
+
+
+def ensure_pick_a_digit(cfg: PretrainConfig, *, seed: int = 0, progress: bool = True, split: str = "train",
+                        pairs_per_digit: int | None = None) -> tuple[Path, dict]:
+    """The cached Pick-a-Digit parquet and its statistics, built on first use.
+
+    `split` "train" is the training data (`cfg.pairs_per_digit` prompts per digit); "heldout"
+    and "judge" are pair sets from the same generators with noise the training set never uses
+    (diagnostics; the learned preference judge), `pairs_per_digit` prompts per digit."""
+    n = cfg.pairs_per_digit if pairs_per_digit is None else pairs_per_digit
+    split_seed(split, seed)  # an unknown split fails before anything is built
     folders = ensure_embedded_base(cfg, seed=seed, progress=progress)
-    root = paths.pick_a_digit(cfg, seed)
+    root = paths.pick_a_digit(cfg, seed, split, n)
     parquet, stats_file = root / "train.parquet", root / "stats.json"
     if parquet.exists() and stats_file.exists():
         return parquet, json.loads(stats_file.read_text())
-    print(f"building Pick-a-Digit ({cfg.pairs_per_digit * 10} pairs from generators base and strong) into {root}")
+    print(f"building Pick-a-Digit {split} pairs ({n * 10} pairs from generators base and strong) into {root}")
     with torch.no_grad():
         generators = {name: sampling_generator(folder, resolution=cfg.unet.sample_size, steps=cfg.generator_steps,
                                                guidance=cfg.generator_guidance)
                       for name, folder in folders.items()}
-        stats = build_pick_a_digit(generators, prompts_per_digit=cfg.pairs_per_digit, seed=seed,
+        stats = build_pick_a_digit(generators, prompts_per_digit=n, seed=split_seed(split, seed),
                                    annotator=load_annotator(), out_path=parquet)
+    stats["split"] = split
     stats_file.write_text(json.dumps(stats, indent=1))
     return parquet, stats
 

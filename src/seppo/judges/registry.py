@@ -5,7 +5,10 @@ Each judge takes its weights from local paths, given as a dict whose keys are li
 
 | name          | required paths       | optional paths | weights                                             |
 |---------------|----------------------|----------------|-----------------------------------------------------|
-| `digit`       |                      |                | the embedded demo's classifier (built on first use) |
+| `digit`       |                      |                | the embedded demo's classifier (built on first use): class correctness, Pick-a-Digit's CLIP score |
+| `preference`  |                      | config         | Pick-a-Digit's learned Bradley–Terry reward, its PickScore (fitted on first use; `config`: a YAML naming the world, default the shipped one) |
+| `oracle`      |                      |                | the simulation's oracle: the annotator's own utility, which real data lacks |
+| `stroke`      |                      |                | the stroke-weight term of the annotator's utility (simulation only) |
 | `pickscore`   | model                | processor      | yuvalkirstain/PickScore_v1 + laion CLIP-ViT-H-14 processor |
 | `clip`        | model                | processor      | any transformers CLIP folder                        |
 | `hps`         | checkpoint           | processor      | HPS_v2_compressed.pt + laion CLIP-ViT-H-14 processor |
@@ -21,7 +24,10 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from seppo.config import load_config
+from seppo.embedded import oracle
 from seppo.embedded.judge import load_digit_judge
+from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.video_judges import FrameDigitJudge, MotionJudge, TemporalConsistency
 from seppo.errors import ConfigError
 from seppo.judges.base import Judge
@@ -30,6 +36,20 @@ from seppo.judges.clip import AestheticJudge, ClipScoreJudge, HPSv2Judge, ImageR
 
 def _digit(paths: Mapping[str, str], device: str) -> Judge:
     return load_digit_judge()
+
+
+def _preference(paths: Mapping[str, str], device: str) -> Judge:
+    world = None
+    if paths.get("config"):
+        world = load_config(paths["config"]).pretrain
+    return ensure_preference_judge(world)
+
+
+def _annotator_part(kind: str) -> Callable[[Mapping[str, str], str], Judge]:
+    def load(paths, device):
+        return {"oracle": oracle.load_oracle, "stroke": oracle.load_stroke}[kind]()
+
+    return load
 
 
 def _pickscore(paths, device):
@@ -65,6 +85,9 @@ def _video(judge: type) -> Callable[[Mapping[str, str], str], Judge]:
 # name -> (loader, required path keys, optional path keys)
 _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple]] = {
     "digit": (_digit, (), ()),
+    "preference": (_preference, (), ("config",)),
+    "oracle": (_annotator_part("oracle"), (), ()),
+    "stroke": (_annotator_part("stroke"), (), ()),
     "pickscore": (_pickscore, ("model",), ("processor",)),
     "clip": (_clip, ("model",), ("processor",)),
     "hps": (_hps("v2"), ("checkpoint",), ("processor",)),
