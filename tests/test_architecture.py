@@ -10,7 +10,7 @@ LEAVES = {"seppo.embedded.digits", "seppo.embedded.tokenizer", "seppo.embedded.j
           "seppo.embedded.video_judges", "seppo.embedded.budget"}
 BUILDERS = {"seppo.embedded.pretrain", "seppo.embedded.pairs", "seppo.embedded.video_pairs", "seppo.embedded.world",
             "seppo.embedded.video_world"}
-TOOLS = {"seppo.cli", "seppo.demo", "seppo.demo_video", "seppo.benchmark"}  # may build the embedded world
+TOOLS = {"seppo.cli", "seppo.api", "seppo.demo", "seppo.demo_video", "seppo.benchmark"}  # may build the embedded world
 ALONE = {"seppo.errors", "seppo.rng", "seppo.losses", "seppo.methods", "seppo.checkpoint"}  # import nothing of ours
 
 

@@ -33,7 +33,7 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.tensorboard=false"]
+    common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.report_to=none"]
     base_cfg = load_config(DEMO_CONFIG, common)
 
     # 1. base model and preference data
