@@ -22,6 +22,7 @@ from seppo.evaluate import EvalResult, evaluate
 from seppo.models import load_for_sampling, load_snapshot
 from seppo.report import plot_curves, write_report
 from seppo.report.figures import logged_panels, read_metrics
+from seppo.report.grid import Comparison, grid_html
 from seppo.report.html import fit
 
 PROMPTS = ["a handwritten digit 1", "a handwritten digit 2"]
@@ -195,3 +196,12 @@ def test_snapshot_with_foreign_keys_is_an_error(runs, tmp_path):
     save_file({"not.a.parameter": torch.zeros(1)}, str(bad))
     with pytest.raises(ModelError, match="not.a.parameter"):
         load_snapshot(load_for_sampling(str(runs[0])), bad)
+
+
+def test_a_clip_cell_is_an_animated_gif_in_the_same_layout():
+    clip = [Image.new("L", (16, 16), v) for v in (0, 128, 255)]
+    grid = Comparison(rows=["a moving digit 3"], columns=["base", "seppo"], cells=[[clip, clip]])
+    parsed = Page(grid_html(grid))
+    assert [alt for _, alt in parsed.images] == ["a moving digit 3 — base", "a moving digit 3 — seppo"]
+    gif = decode(parsed.images[0][0])
+    assert gif.format == "GIF" and gif.n_frames == 3 and gif.size == (128, 128)
