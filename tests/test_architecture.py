@@ -10,7 +10,7 @@ LEAVES = {"seppo.embedded.digits", "seppo.embedded.tokenizer", "seppo.embedded.j
           "seppo.embedded.video_judges", "seppo.embedded.budget"}
 BUILDERS = {"seppo.embedded.pretrain", "seppo.embedded.pairs", "seppo.embedded.video_pairs", "seppo.embedded.world",
             "seppo.embedded.video_world", "seppo.embedded.preference"}
-TOOLS = {"seppo.cli", "seppo.demo", "seppo.demo_video", "seppo.benchmark"}  # may build the embedded world
+TOOLS = {"seppo.cli", "seppo.api", "seppo.demo", "seppo.demo_video", "seppo.benchmark"}  # may build the embedded world
 # The judge registry fits the learned preference judge on first use, and the implicit-accuracy
 # diagnosis reads the held-out pairs: both may build the embedded world, the training loop never.
 WORLD_READERS = {"seppo.judges.registry", "seppo.implicit"}
@@ -38,7 +38,7 @@ def imports(path: Path) -> tuple[set[str], set[str]]:
 
 
 MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
-GRAPH = {m: {n for n in imports(p)[0] if n in MODULES and n not in (m, "seppo")} for m, p in MODULES.items()}  # seppo/__init__ is empty
+GRAPH = {m: {n for n in imports(p)[0] if n in MODULES and n not in (m, "seppo")} for m, p in MODULES.items()}
 
 
 def reachable(module: str) -> set[str]:
@@ -77,3 +77,16 @@ def test_config_imports_no_loss_and_the_loop_no_world():
 
 def test_no_import_cycles():
     assert [m for m in MODULES if m in reachable(m)] == []
+
+
+def test_the_package_loads_its_api_from_one_table():
+    """`seppo/__init__.py` imports nothing of ours: its `_API` table names the module of each
+    public name, loaded on first use (the one dynamic import: docs/architecture.md)."""
+    init = SRC / "seppo" / "__init__.py"
+    assert imports(init) == (set(), set())
+    tree = ast.parse(init.read_text())
+    table = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "_API")
+    modules = {ast.literal_eval(v) for v in table.values}
+    assert modules <= set(MODULES) and modules <= {"seppo.config", "seppo.api", "seppo.evaluate", "seppo.report"}
+    dynamic = [m for m, p in MODULES.items() if m != "seppo" and "import_module(" in p.read_text()]
+    assert dynamic == []

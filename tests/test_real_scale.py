@@ -20,7 +20,7 @@ from seppo.train import train
 ROOT = Path(__file__).parents[1]
 PROMPTS = ["a photo of a red cat", "a photo of a blue dog", "a red car", "a blue cat"]
 FAST = ["train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=2", "sampler.steps=2",
-        "sampler.guidance=3.0", "data.resolution=16", "log.progress=false", "log.tensorboard=false",
+        "sampler.guidance=3.0", "data.resolution=16", "log.progress=false", "log.report_to=none",
         "checkpoints.every=0", "beta=500", "train.lr=1e-3"]
 
 

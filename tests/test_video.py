@@ -181,7 +181,7 @@ def test_train_on_hand_made_frame_folders(tmp_path, quick_demo):
         "method=seppo", f"model.path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
         "data.source=imagefolder", f"data.path={tmp_path / 'clips'}", "data.num_frames=6", "data.frame_stride=1",
         "train.iterations=1", "train.updates_per_iteration=1", "train.batch_size=2", "sampler.steps=1",
-        "log.progress=false", "log.tensorboard=false", "checkpoints.every=0", f"output_dir={tmp_path / 'run'}"])
+        "log.progress=false", "log.report_to=none", "checkpoints.every=0", f"output_dir={tmp_path / 'run'}"])
     run = train(cfg)
     assert (run / "final" / "motion_adapter" / "config.json").is_file()
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])

@@ -5,13 +5,14 @@
     seppo sample MODEL --prompt P --n N       write a PNG grid
     seppo eval MODEL [MODEL ...]              score models with judges, print a table
     seppo demo [--quick] [--out DIR]          the embedded default end to end
-    seppo report RUN [RUN ...]                one self-contained HTML report
+    seppo report RUN [RUN ...]                one self-contained HTML report (results first)
     seppo benchmark CONFIG --seeds 8          tune each method, then every arm × training seed
     seppo ablate CONFIG --seeds 3             every arm × training seed at the config's own settings
     seppo diagnose-flipper RUN                flipper verdicts against a judge's
 
 A problem with the input (config key, file, row) prints one line naming it and exits 2;
 `--debug` shows the traceback. An interrupted `train` exits 3 after writing a checkpoint.
+Every option of every command has a help line with its default: `seppo CMD --help`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,19 @@ from pathlib import Path
 
 import torch
 
+from seppo import __version__
+from seppo.api import align, evaluate_models
 from seppo.benchmark import ARMS, BenchmarkPlan, run_benchmark
 from seppo.config import load_config, save_config
 from seppo.demo import run_demo
 from seppo.demo_video import run_video_demo
 from seppo.diagnose import diagnose_flipper
 from seppo.embedded.pretrain import pretrain
-from seppo.embedded.world import ensure_world
 from seppo.errors import SeppoError
-from seppo.evaluate import evaluate
+from seppo.evaluate import EvalResult
 from seppo.models import eval_seeds, grid, load_for_sampling, sample
 from seppo.prompts import load_prompts
 from seppo.report import write_report
-from seppo.run_dir import RunDir
-from seppo.train import train
 
 
 def _threads() -> None:
@@ -59,13 +59,9 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    RunDir(cfg.output_dir).refuse_if_taken(cfg)  # before building anything
-    # The embedded world is built before the loop, once per machine: the other processes of a
-    # multi-process launch wait for this one when the loop sets up (accelerate's rendezvous).
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        ensure_world(cfg, progress=cfg.log.progress)
-    run_dir = train(cfg)
+    # The embedded world is built before the loop, once per machine (seppo.api.align): the other
+    # processes of a multi-process launch wait for this one when the loop sets up.
+    run_dir = align(load_config(args.config, args.overrides))
     print(f"final model: {run_dir / 'final'}")
     return 0
 
@@ -84,10 +80,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    result = evaluate(args.models, prompts=load_prompts(args.prompts), judges=args.judges.split(","),
-                      judge_paths=_judge_paths(args.judge_path),
-                      seeds=[int(s) for s in args.seeds.split(",")], per_prompt=args.per_prompt, steps=args.steps,
-                      guidance=args.guidance, out=Path(args.out) if args.out else None)
+    result = evaluate_models(args.models, prompts=args.prompts, judges=args.judges.split(","),
+                             judge_paths=_judge_paths(args.judge_path), seeds=[int(s) for s in args.seeds.split(",")],
+                             per_prompt=args.per_prompt, steps=args.steps, guidance=args.guidance,
+                             out=Path(args.out) if args.out else None, update_cards=not args.no_card)
     print(result.table_markdown())
     return 0
 
@@ -113,7 +109,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    path = write_report([Path(r) for r in args.runs], Path(args.out))
+    result = EvalResult.read(Path(args.eval)) if args.eval else None
+    path = write_report([Path(r) for r in args.runs], Path(args.out), eval_result=result,
+                        prompts=load_prompts(args.prompts) if args.prompts else None, seed=args.seed,
+                        steps=args.steps, guidance=args.guidance, title=args.title)
     print(f"wrote {path}")
     return 0
 
@@ -136,60 +135,100 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help line ends with its default: "(default: 8)", "(default: off)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        return f"{text} (default: {action.default!r})" if isinstance(action.default, str) else f"{text} (default: %(default)s)"
+
+
+def _parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=help_[:1].upper() + help_[1:] + ".",
+                          formatter_class=HelpFormatter)
+
+
+def _config_arguments(s: argparse.ArgumentParser, config_help: str) -> None:
+    s.add_argument("config", help=config_help)
+    s.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value",
+                   help="config overrides, applied after the file (none by default), e.g. train.lr=1e-5 method=sft")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seppo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="seppo", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"seppo {__version__}", help="print the version and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, fn, help_ in (("pretrain", cmd_pretrain, "train the embedded base model from scratch"),
-                            ("train", cmd_train, "align a model")):
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("config", help="YAML config (configs/*.yaml)")
-        s.add_argument("overrides", nargs="*", help="key.sub=value overrides")
-        s.set_defaults(fn=fn)
+    s = _parser(sub, "pretrain", "train the embedded base model from scratch")
+    _config_arguments(s, "YAML config; its pretrain.* section sizes the model and data (configs/digits-seppo.yaml)")
+    s.set_defaults(fn=cmd_pretrain)
 
-    s = sub.add_parser("sample", help="write a PNG grid of samples")
-    s.add_argument("model", help="run directory, diffusers folder, or BASE+LORA")
-    s.add_argument("--prompt", action="append", required=True)
+    s = _parser(sub, "train", "align a model (method: seppo, sft, dpo, spin, ditto) and export RUN/final")
+    _config_arguments(s, "YAML config (configs/*.yaml); every field is documented in src/seppo/config.py")
+    s.set_defaults(fn=cmd_train)
+
+    s = _parser(sub, "sample", "write a PNG grid of samples, one row per prompt")
+    s.add_argument("model", help="a run directory, a diffusers folder, or BASE+LORA")
+    s.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for more rows; required)")
     s.add_argument("--n", type=int, default=8, help="samples per prompt")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=3.0)
-    s.add_argument("--resolution", type=int, default=0)
-    s.add_argument("--out", default="samples.png")
+    s.add_argument("--seed", type=int, default=0, help="evaluation seed: the noise keys, as seppo eval --seeds")
+    s.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    s.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    s.add_argument("--resolution", type=int, default=0, help="pixels per side (0: the model's native size)")
+    s.add_argument("--out", default="samples.png", help="the PNG to write")
     s.set_defaults(fn=cmd_sample)
 
-    s = sub.add_parser("eval", help="score models with judges")
-    s.add_argument("models", nargs="+")
-    s.add_argument("--prompts", default="digits", help="digits | pickapic:PATH | parti:PATH | hps:PATH | FILE.txt")
-    s.add_argument("--judges", default="digit")
-    s.add_argument("--judge-path", action="append", default=[], help="JUDGE.KEY=PATH for judge weights, e.g. pickscore.model=DIR (repeatable)")
-    s.add_argument("--seeds", default="0,1,2")
-    s.add_argument("--per-prompt", type=int, default=8)
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=3.0)
-    s.add_argument("--out", default="")
+    s = _parser(sub, "eval", "score models with judges on shared noise keys; print a table with 95%% intervals")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="run directories, diffusers folders, or BASE+LORA")
+    s.add_argument("--prompts", default="digits", help="prompt set: digits | moving-digits | pickapic:PATH | "
+                   "parti:PATH | hps:PATH | FILE.txt")
+    s.add_argument("--judges", default="digit", help="comma-separated judges: digit, pickscore, hps, hpsv2.1, "
+                   "aesthetic, clip, imagereward, video-digit, motion, consistency, …")
+    s.add_argument("--judge-path", action="append", default=[], metavar="JUDGE.KEY=PATH",
+                   help="local weights of a judge, e.g. pickscore.model=DIR (repeatable; none by default)")
+    s.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds; each gives every prompt "
+                   "--per-prompt noise keys, shared by all models")
+    s.add_argument("--per-prompt", type=int, default=8, help="samples per prompt and seed")
+    s.add_argument("--steps", type=int, default=20, help="DDIM steps per sample")
+    s.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    s.add_argument("--out", default="", help="folder for scores.parquet, eval.md, eval.json and sample grids "
+                   "(empty: print the table only)")
+    s.add_argument("--no-card", action="store_true", help="leave the model cards (RUN/final/README.md) of "
+                   "evaluated runs as they are; by default their Evaluation section becomes this table")
     s.set_defaults(fn=cmd_eval)
 
-    s = sub.add_parser("demo", help="the embedded default end to end")
-    s.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
-    s.add_argument("--video", action="store_true", help="the moving-digits video default")
-    s.add_argument("--out", default="demo-out")
+    s = _parser(sub, "demo", "the embedded default end to end: base, SFT, DPO and SePPO, evaluation, report")
+    s.add_argument("--quick", action="store_true", help="a seconds-long smoke run of every stage")
+    s.add_argument("--video", action="store_true", help="the moving-digits text-to-video default instead")
+    s.add_argument("--out", default="demo-out", help="output folder (report.html, runs/, eval/)")
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("report", help="one self-contained HTML report")
-    s.add_argument("runs", nargs="+")
-    s.add_argument("--out", default="report.html")
+    s = _parser(sub, "report", "one self-contained HTML report of runs: results first, then samples side by side, "
+                "curves, the pool and the config")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    s.add_argument("--out", default="report.html", help="the HTML file to write (a folder gets report.html)")
+    s.add_argument("--eval", default="", metavar="DIR", help="a folder written by seppo eval --out: its table "
+                   "becomes the headline and its models the side-by-side columns (empty: no evaluation)")
+    s.add_argument("--prompts", default="", help="prompt set for the grids, as in seppo eval (empty: the evaluation's, "
+                   "else the ten digits for embedded runs)")
+    s.add_argument("--seed", type=int, default=0, help="evaluation seed whose noise keys the grids use")
+    s.add_argument("--steps", type=int, default=20, help="DDIM steps of the grids' samples (an evaluation's own with --eval)")
+    s.add_argument("--guidance", type=float, default=3.0, help="guidance of the grids' samples (an evaluation's own with --eval)")
+    s.add_argument("--title", default="seppo report", help="the page's title")
     s.set_defaults(fn=cmd_report)
 
     for name, help_, seeds, tune in (
-            ("benchmark", "tune each method on validation keys, then every arm × training seed; seed-level tables",
-             8, True),
-            ("ablate", "every arm × training seed at the config's own settings (no tuning); seed-level tables",
-             3, False)):
-        s = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        s.add_argument("config", help="YAML config of the embedded world (configs/digits-seppo.yaml)")
-        s.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run")
+            ("benchmark", "tune each method on validation keys, then every arm × training seed; seed-level tables "
+             "and an HTML report", 8, True),
+            ("ablate", "every arm × training seed at the config's own settings (no tuning); seed-level tables and "
+             "an HTML report", 3, False)):
+        s = _parser(sub, name, help_)
+        _config_arguments(s, "YAML config of the embedded world (configs/digits-seppo.yaml)")
         s.add_argument("--seeds", type=int, default=seeds, help="final training seeds per arm")
         s.add_argument("--tune-seeds", type=int, default=2, help="training seeds per tuning grid point")
         s.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
@@ -198,11 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--out", default=name, help="output folder")
         s.set_defaults(fn=cmd_benchmark, tune=tune)
 
-    s = sub.add_parser("diagnose-flipper", help="flipper verdicts against a judge's")
-    s.add_argument("run")
-    s.add_argument("--prompts", default="digits")
-    s.add_argument("--judge", default="digit")
-    s.add_argument("--flipper-draws", type=int, default=1)
+    s = _parser(sub, "diagnose-flipper", "the flipper's verdicts on reference samples against a judge's")
+    s.add_argument("run", help="a run directory with its pool")
+    s.add_argument("--prompts", default="digits", help="held-out prompt set, as in seppo eval")
+    s.add_argument("--judge", default="digit", help="the judge whose verdict is the truth")
+    s.add_argument("--flipper-draws", type=int, default=1, help="Monte Carlo (t, ε) draws the flipper averages")
     s.set_defaults(fn=cmd_diagnose)
     return p
 

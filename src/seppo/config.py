@@ -12,6 +12,7 @@ it is per process or global. "(ours)" marks a choice the SePPO paper does not st
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from seppo.errors import ConfigError
 from seppo.methods import FLIPPERS, METHODS, REDRAWS, REFERENCES
 
 DATA_SOURCES = ("embedded", "pickapic", "imagefolder", "disk")  # seppo.data.sources.SOURCES reads each
+REPORT_TO = ("tensorboard", "wandb", "all", "none")  # log.report_to: accelerate's tracker names (seppo.trackers)
 
 
 @dataclass
@@ -143,8 +145,13 @@ class CheckpointConfig:
 
 @dataclass
 class LogConfig:
-    every: int = 1  # updates between metric rows
-    tensorboard: bool = True
+    every: int = 1  # updates between metric rows (RUN/metrics.jsonl, the local record, always written)
+    # Trackers through accelerate (seppo.trackers), as in diffusers' training scripts:
+    # "tensorboard" (RUN/tensorboard/<project>/), "wandb" (optional: pip install "seppo[wandb]";
+    # offline with WANDB_MODE=offline), "all" (every tracker accelerate finds installed) or "none".
+    # Replaces `tensorboard: true|false`, still read as report_to tensorboard|none.
+    report_to: str = "tensorboard"
+    project: str = "seppo"  # the trackers' project: the wandb project, the TensorBoard subfolder
     progress: bool = True
 
 
@@ -200,6 +207,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), *, ch
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else "")
+    _renamed_keys(raw)
     conflicts = resolve_method(raw)
     config = _build(Config, raw, prefix="")
     if check:
@@ -226,6 +234,20 @@ def resolve_method(raw: dict) -> list[str]:
                 conflicts.append(f"config key {key}: method {method} is a preset with {key} {want}, got {raw[key]!r}")
         raw[key] = want
     return conflicts
+
+
+def _renamed_keys(raw: dict) -> None:
+    """Read keys that were renamed: `log.tensorboard: true|false` is `log.report_to: tensorboard|none`
+    (configs and RUN/config.yaml files written before the trackers went through accelerate)."""
+    log = raw.get("log")
+    if isinstance(log, dict) and "tensorboard" in log:
+        old = log.pop("tensorboard")
+        if not isinstance(old, bool):
+            raise ConfigError(f"config key log.tensorboard: expected true or false, got {old!r} (renamed: log.report_to)")
+        new = "tensorboard" if old else "none"
+        if log.setdefault("report_to", new) != new:
+            raise ConfigError(f"config key log.tensorboard: {old} contradicts log.report_to {log['report_to']!r} "
+                              "(log.tensorboard is the old name; give log.report_to only)")
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
@@ -318,6 +340,10 @@ def validate(c: Config) -> None:
     _choice("pool.storage", c.pool.storage, ("cpu", "disk"))
     _choice("train.compile", c.train.compile, ("none", "reference", "all"))
     _choice("model.prediction_type", c.model.prediction_type, ("auto", "epsilon", "v_prediction"))
+    _choice("log.report_to", c.log.report_to, REPORT_TO)
+    if c.log.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError('config key log.report_to: wandb is not installed (pip install "seppo[wandb]"), '
+                          "or choose tensorboard or none")
     _positive("train.iterations", c.train.iterations)
     _positive("train.updates_per_iteration", c.train.updates_per_iteration)
     _positive("train.batch_size", c.train.batch_size)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from seppo import paths
+from seppo.api import record_in_cards
 from seppo.config import load_config
 from seppo.embedded.budget import DEMO_CONFIG, EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
 from seppo.embedded.world import ensure_pick_a_digit, ensure_world
@@ -33,7 +34,7 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.tensorboard=false"]
+    common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.report_to=none"]
     base_cfg = load_config(DEMO_CONFIG, common)
 
     # 1. base model and preference data
@@ -60,7 +61,9 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     names = ["base", *METHODS]
     result = evaluate(models, prompts=list(DIGIT_PROMPTS), judges=["digit"], seeds=[0], per_prompt=per_prompt,
                       steps=4 if quick else EVAL_STEPS, guidance=EVAL_GUIDANCE, names=names, out=out / "eval",
-                      progress=base_cfg.log.progress, unit=IMAGE_UNIT)
+                      progress=base_cfg.log.progress, unit=IMAGE_UNIT,
+                      samples=len(DIGIT_PROMPTS))  # the report's side-by-side grid: every digit, same noise per row
+    record_in_cards(result, prompts="digits")
     flip = {m: _last_iteration_mean(runs[m], "flip_rate") for m in METHODS}
     rows = []
     for s in (s for s in result.summary if s["judge"] == "digit"):

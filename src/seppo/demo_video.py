@@ -83,7 +83,7 @@ def run_config(method: str, base: Path, data: Path, out: Path, budget: VideoDemo
         f"train.iterations={budget.iterations}", f"train.updates_per_iteration={budget.updates_per_iteration}",
         f"train.batch_size={budget.batch_size}", f"sampler.steps={budget.sampler_steps}",
         f"sampler.guidance={budget.guidance}", "train.train_motion_only=true", "checkpoints.every=0",
-        "log.tensorboard=false", "log.progress=false", f"output_dir={out}", "overwrite=true"])
+        "log.report_to=none", "log.progress=false", f"output_dir={out}", "overwrite=true"])
 
 
 # ---------------------------------------------------------------- report pieces

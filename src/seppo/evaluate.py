@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from seppo.embedded.digits import diversity as digit_diversity
 from seppo.embedded.digits import from_pil, parse_digit
+from seppo.errors import DataError
 from seppo.judges.base import Judge
 from seppo.judges.registry import load_judge
 from seppo.models import eval_seeds, grid, load_for_sampling, sample
@@ -113,6 +114,18 @@ class EvalResult:
         self.scores.to_parquet(out / "scores.parquet", index=False)
         (out / "eval.md").write_text(self.table_markdown())
         (out / "eval.json").write_text(self.to_json())
+
+    @classmethod
+    def read(cls, out: Path) -> EvalResult:
+        """What `write` wrote to `out` (the kept pictures are not written)."""
+        out = Path(out)
+        missing = [n for n in ("scores.parquet", "eval.json") if not (out / n).is_file()]
+        if missing:
+            raise DataError(f"{out}: no {missing[0]} (not a folder written by seppo eval --out)")
+        data = json.loads((out / "eval.json").read_text())
+        return cls(scores=pd.read_parquet(out / "scores.parquet"), judges=data["judges"], summary=data["summary"],
+                   pairs=data["pairs"], settings=data["settings"], diversity=data.get("diversity", {}),
+                   scales=data.get("scales", {}))
 
 
 def summary_markdown(summary: list[dict], pairs: list[dict], judges: Sequence[str], *, by: str = "model",

@@ -5,7 +5,8 @@
   loads with plain `from_pretrained` and an SD/SDXL folder with `DiffusionPipeline`;
   a video model saves its trained motion modules as `motion_adapter/` beside the image UNet;
 - LoRA: `pytorch_lora_weights.safetensors` in diffusers' format (`pipe.load_lora_weights(final)`
-  works) plus `seppo_base.json` naming the base, so `seppo sample RUN` resolves it.
+  works) plus `seppo_base.json` naming the base, so `seppo sample RUN` resolves it;
+- both: `README.md`, a Hugging Face model card (seppo.card).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict
 
 from seppo.backbone import POLICY_ADAPTER, Backbone
+from seppo.card import write_model_card
 
 
-def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
+def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg, *, data_summary: dict | None = None) -> Path:
     final, tmp = run_dir / "final", run_dir / "final.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -46,6 +48,7 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
             unet.save_motion_modules(str(tmp / "motion_adapter"))
         else:
             unet.save_pretrained(tmp / "unet")
+    write_model_card(tmp, cfg, base, final, lora=cfg.train.mode == "lora", video=backbone.is_video, data_summary=data_summary)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

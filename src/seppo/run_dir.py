@@ -4,12 +4,12 @@
 |---------------------------|------------------------------------------|---------|
 | `config.yaml`             | the resolved config, at the start        | resume, eval, report, diagnose, sampling |
 | `metrics.jsonl`           | one row per logged update                | report, ablate, demos, diagnose |
-| `tensorboard/`            | the same rows as TensorBoard scalars     | TensorBoard |
+| `tensorboard/<project>/`  | the same rows, by accelerate's tracker (`log.report_to`, seppo.trackers) | TensorBoard |
+| `wandb/`                  | the same, with `log.report_to: wandb`    | wandb |
 | `checkpoints/step-N/`     | seppo.checkpoint                         | resume |
 | `pool/theta-J.safetensors`| the reference pool's snapshots (seppo.pool) | resume, report, diagnose |
-| `final/`                  | the export (seppo.export)                | sampling, eval |
+| `final/`                  | the export (seppo.export), with its model card `README.md` (seppo.card) | sampling, eval |
 | `summary.json`            | at the end                               | ablate, demos |
-| `eval_at_snapshots.jsonl` | optional judge rewards at snapshots      | report |
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-
-from torch.utils.tensorboard import SummaryWriter
 
 from seppo.config import Config, load_config, save_config
 from seppo.errors import SeppoError
@@ -36,7 +34,6 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.pool = self.path / "pool"
         self.final = self.path / "final"
-        self.eval_at_snapshots = self.path / "eval_at_snapshots.jsonl"
 
     @classmethod
     def of(cls, spec: str) -> RunDir | None:
@@ -92,17 +89,10 @@ class RunDir:
             raise SeppoError(f"output directory {self.path} is not writable ({e.strerror})") from None
         save_config(cfg, self.config_path)
 
-    def tensorboard(self) -> SummaryWriter:
-        return SummaryWriter(str(self.path / "tensorboard"))
-
-    def log(self, row: dict, writer: SummaryWriter | None = None) -> None:
-        """Append one metrics row (and its numbers to TensorBoard)."""
+    def log(self, row: dict) -> None:
+        """Append one metrics row (the trackers get its numbers from the loop: seppo.trackers)."""
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        if writer is not None:
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
-                    writer.add_scalar(k, v, row["step"])
 
     def truncate_metrics(self, step: int) -> None:
         """Drop rows a killed run wrote after the checkpoint, so each step appears once."""

@@ -34,7 +34,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from seppo import paths
+from seppo import paths, trackers
 from seppo.backbone import load_backbone
 from seppo.checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from seppo.config import Config, to_dict
@@ -77,7 +77,8 @@ class StopFlag:
 
 
 def train(cfg: Config, *, progress: bool | None = None) -> Path:
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
+                              **trackers.accelerator_kwargs(cfg))
     is_main, world = accelerator.is_main_process, accelerator.num_processes
     progress = cfg.log.progress if progress is None else progress
     set_seed(cfg.seed)
@@ -87,6 +88,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     run = RunDir(cfg.output_dir)
     run.prepare(cfg, is_main, accelerator.wait_for_everyone)
     accelerator.wait_for_everyone()
+    trackers.start(accelerator, cfg)  # log.report_to: TensorBoard, wandb, ... (RUN/metrics.jsonl always)
     frozen_dtype = FROZEN_DTYPES[cfg.train.mixed_precision]
     with accelerator.main_process_first():
         model_path = paths.model_folder(cfg)
@@ -137,7 +139,6 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
         print(f"{cfg.method}: K={cfg.train.iterations} × U={cfg.train.updates_per_iteration} updates, effective batch "
               f"{effective} ({world} process(es) × {b} × {accum} accumulation); reference snapshot "
               f"{pool.bytes_per_snapshot() / 2**20:.1f} MiB each, storage {cfg.pool.storage}")
-    writer = run.tensorboard() if (is_main and cfg.log.tensorboard) else None
     U, total = cfg.train.updates_per_iteration, cfg.total_updates
     bar = tqdm(total=total, initial=start, desc=cfg.method, disable=not (progress and is_main), unit="update")
 
@@ -168,7 +169,8 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
                 row = {"step": step + 1, "iteration": iteration + 1, "reference": reference,
                        "lr": lr_scheduler.get_last_lr()[0], **metrics, "skipped": not finite, "bad_steps": bad_total,
                        "time_generate": round(timings["generate"], 4), "time_rest": round(timings["rest"], 4)}
-                run.log(row, writer)
+                run.log(row)
+                accelerator.log(trackers.scalars(row), step=row["step"])
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "flip_rate", "implicit_acc") if k in row})
             bar.update(1)
             # ─── checkpoint ───
@@ -191,12 +193,10 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     if is_main:
         if ema is not None:  # the export holds the EMA weights; the pool keeps the raw θ_k
             ema.copy_to(params)
-        export_final(backbone, model_path, run.path, cfg)
+        export_final(backbone, model_path, run.path, cfg, data_summary=data_summary.as_dict())
         run.write_summary({"method": cfg.method, "updates": total, "effective_batch": effective,
                            "wall_seconds": round(time.time() - wall0, 1), "data": data_summary.as_dict(),
                            "reference_draws": pool.draws, "bad_steps": bad_total})
-        if writer is not None:
-            writer.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run.path

@@ -20,7 +20,7 @@ DEMO_CONFIG = Path(str(files("seppo") / "configs" / "digits.yaml"))
 QUICK_WORLD = ["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.judge_pairs_per_digit=6",
                "pretrain.generator_steps=4"]
 QUICK = [*QUICK_WORLD, "train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
-         "checkpoints.every=0", "log.progress=false", "log.tensorboard=false"]
+         "checkpoints.every=0", "log.progress=false", "log.report_to=none"]
 
 EVAL_STEPS, EVAL_GUIDANCE = 20, 3.0  # the paper evaluates at the pipeline's default steps
 # Ten prompts are too few bootstrap units: every image is one.
