@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_report import Page, decode
 
 from seppo.benchmark import FINAL_EVAL_SEED, VALIDATION_EVAL_SEED, BenchmarkPlan, check_disjoint, run_benchmark, select, widen
 from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
@@ -95,3 +96,12 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     keys = scores.groupby(["train_seed", "arm"])["key"].apply(frozenset).unstack()
     assert keys.loc[0, "base"] == keys.loc[0, "seppo"] and keys.loc[0, "base"] != keys.loc[1, "base"]
     assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
+    # the HTML report: the seed-level table first, then seed 0's final models side by side
+    text = (tmp_path / "report.html").read_text()
+    parsed = Page(text)
+    assert parsed.sections == ["results", "side-by-side", "curves", "pool", "config"]
+    assert "2 training seeds" in text and text.index("<table") < text.index('id="side-by-side"')
+    cells = [alt for _, alt in parsed.images if " — " in alt]
+    assert {alt.split(" — ")[1].split(" ")[0] for alt in cells} >= {"base", "sft", "seppo"}
+    for src, _ in parsed.images:
+        decode(src)

@@ -44,6 +44,9 @@ from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
 from seppo.evaluate import evaluate, sample_plan
 from seppo.prompts import DIGIT_PROMPTS
+from seppo.report import write_page
+from seppo.report.grid import by_sampling
+from seppo.report.headline import seed_headline
 from seppo.run_dir import RunDir
 
 # The tuned methods and the settings they are tuned over.
@@ -287,10 +290,36 @@ def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Pat
     scores, runs = bench.final(selected)
     timing = {"tune_seconds": round(tune_seconds, 1), "final_train_seconds": round(bench.train_seconds, 1),
               "total_seconds": round(time.time() - wall0, 1)}
-    return write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
-                         config=str(config), overrides=bench.overrides, timing=timing,
-                         keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
-                         world={**_world_settings(bench.cfg), "preference_judge": judge.meta})
+    table = write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
+                          config=str(config), overrides=bench.overrides, timing=timing,
+                          keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
+                          world={**_world_settings(bench.cfg), "preference_judge": judge.meta})
+    write_benchmark_report(bench, runs)
+    return table
+
+
+# Under each judge's name in the report's headline.
+JUDGE_NOTES = {"preference": "learned Bradley–Terry judge (selection judge)",
+               "oracle": "the annotator's own utility: the simulation's oracle", "digit": "class correctness",
+               "stroke": "the annotator's stroke term"}
+
+
+def write_benchmark_report(bench: Benchmark, runs: dict[str, list[Path]]) -> Path:
+    """report.html: the seed-level table and verdicts first, then seed 0's final models side by
+    side (the ten prompts, the same noise in a row), their curves, pools and configs."""
+    data = json.loads((bench.out / "benchmark.json").read_text())
+    arms = [a for a in bench.plan.arms if a == "base" or a in runs]
+    headline = seed_headline(data["summary"], data["paired"], arms=arms, primary=bench.plan.select_judge,
+                             notes=JUDGE_NOTES, extra=data["extra"])
+    seed0 = {arm: dirs[0] for arm, dirs in runs.items()}
+    columns = {"base": (str(paths.model_folder(bench.cfg)), None)} | {arm: (str(d), None) for arm, d in seed0.items()}
+    comparison = by_sampling(columns, bench.prompts, seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
+                             guidance=bench.plan.eval_guidance)
+    return write_page(bench.out / "report.html", title="seppo benchmark: Pick-a-Digit", headline=headline,
+                      runs={f"{arm} (seed 0)": d for arm, d in seed0.items()}, comparison=comparison,
+                      prompts=bench.prompts[:4], seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
+                      guidance=bench.plan.eval_guidance,
+                      intro=f"{bench.plan.seeds} training seeds per arm; pictures and curves from seed 0's runs")
 
 
 def _world_settings(cfg) -> dict:
