@@ -4,8 +4,9 @@
   VAE, `model_index.json`) plus the trained `unet/` from `save_pretrained`, so each folder
   loads with plain `from_pretrained` and an SD/SDXL folder with `DiffusionPipeline`;
   a video model saves its trained motion modules as `motion_adapter/` beside the image UNet;
-- LoRA: `pytorch_lora_weights.safetensors` in diffusers' format (`pipe.load_lora_weights(final)`
-  works) plus `seppo_base.json` naming the base, so `seppo sample RUN` resolves it.
+- LoRA: `pytorch_lora_weights.safetensors` in diffusers' format with the adapter's LoraConfig
+  (rank, alpha, targets) in its metadata, so `pipe.load_lora_weights(final)` reproduces the
+  trained model, plus `seppo_base.json` naming the base, so `seppo sample RUN` resolves it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
     if cfg.train.mode == "lora":
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=POLICY_ADAPTER))
         # The pipelines' own writer (the mixin they inherit it from: importing a pipeline pulls in image processors).
-        StableDiffusionLoraLoaderMixin.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
+        # The adapter's LoraConfig goes into the file's metadata, so `load_lora_weights` applies the
+        # trained scale lora_alpha / rank (without it diffusers assumes alpha = rank).
+        StableDiffusionLoraLoaderMixin.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True,
+                                                         unet_lora_adapter_metadata=unet.peft_config[POLICY_ADAPTER].to_dict())
         (tmp / "seppo_base.json").write_text(json.dumps(
             {"base": os.path.abspath(base), "motion_adapter": os.path.abspath(cfg.model.motion_adapter) if cfg.model.motion_adapter else ""}))
         (tmp / "seppo_lora.json").write_text(json.dumps(

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from peft import LoraConfig, set_peft_model_state_dict
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from peft import LoraConfig
 from PIL import Image
 from safetensors.torch import load_file
 
 from seppo import rng
-from seppo.backbone import Backbone, load_backbone
+from seppo.backbone import POLICY_ADAPTER, Backbone, load_backbone
 from seppo.errors import ModelError
 from seppo.run_dir import RunDir
 from seppo.sampler import generate
@@ -59,17 +60,31 @@ def load_for_sampling(spec: str, *, device: str | torch.device = "cpu", num_fram
         num_frames = run.config().data.num_frames if run is not None else 8
     backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, device=device)
     if lora is not None:
-        state = load_file(str(lora / LORA_FILE))
-        meta = json.loads((lora / "seppo_lora.json").read_text()) if (lora / "seppo_lora.json").exists() else {}
-        state = {k.removeprefix("unet."): v for k, v in state.items()}
-        rank = meta.get("rank") or next(v.shape[0] for k, v in state.items() if "lora_A" in k)
-        targets = meta.get("targets") or sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in state})
-        backbone.unet.add_adapter(LoraConfig(r=rank, lora_alpha=meta.get("alpha", rank), target_modules=targets))
-        result = set_peft_model_state_dict(backbone.unet, state, adapter_name="default")
-        if getattr(result, "unexpected_keys", None):
-            raise ModelError(f"{lora}: LoRA weights do not fit the base model ({result.unexpected_keys[0]} unexpected)")
+        load_lora(backbone.unet, lora)
     backbone.unet.eval()
     return backbone
+
+
+def load_lora(unet, folder: Path) -> None:
+    """Diffusers-format LoRA weights into `unet`, the way `pipe.load_lora_weights(folder)` does.
+
+    The adapter's LoraConfig (alpha included) comes from the file's metadata; exports written
+    before it was stored there fall back on `seppo_lora.json` (rank, alpha, targets)."""
+    try:
+        state, alphas, metadata = StableDiffusionLoraLoaderMixin.lora_state_dict(str(folder), weight_name=LORA_FILE,
+                                                                                return_lora_metadata=True)
+        if not metadata and (folder / "seppo_lora.json").exists():
+            meta = json.loads((folder / "seppo_lora.json").read_text())
+            metadata = {"unet." + k: v for k, v in LoraConfig(r=meta["rank"], lora_alpha=meta["alpha"],
+                                                                target_modules=meta["targets"]).to_dict().items()}
+            alphas = None
+        StableDiffusionLoraLoaderMixin.load_lora_into_unet(state, alphas, unet=unet, metadata=metadata or None,
+                                                          adapter_name=POLICY_ADAPTER)  # the pool snapshots' names
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ModelError(f"{folder}: LoRA weights do not fit the base model ({str(e).splitlines()[0]})") from None
+    loaded = sum(1 for n, _ in unet.named_parameters() if ".lora_" in n)
+    if loaded != len(state):
+        raise ModelError(f"{folder}: LoRA weights do not fit the base model ({len(state)} tensors, {loaded} placed)")
 
 
 def to_images(pixels: torch.Tensor) -> list:
