@@ -73,6 +73,8 @@ class Backbone:
         if pt not in ("epsilon", "v_prediction"):
             raise ModelError(f"{source}: prediction_type {pt!r} is not supported (epsilon or v_prediction)")
         self.prediction_type = pt
+        if scheduler.config.get("prediction_type") != pt:  # an override: the sampler's DDIM is built from this config
+            self.scheduler = scheduler = type(scheduler).from_config(scheduler.config, prediction_type=pt)
         self.is_sdxl = len(self.text_encoders) == 2
         self.mode = "full"
         self.reference_unet = None  # full mode: frozen copy holding the drawn snapshot

@@ -3,6 +3,7 @@
 - full fine-tune: every component folder of the base (text encoders, tokenizers, scheduler,
   VAE, `model_index.json`) plus the trained `unet/` from `save_pretrained`, so each folder
   loads with plain `from_pretrained` and an SD/SDXL folder with `DiffusionPipeline`;
+  the scheduler config names the prediction type trained on (`model.prediction_type`);
   a video model saves its trained motion modules as `motion_adapter/` beside the image UNet;
 - LoRA: `pytorch_lora_weights.safetensors` in diffusers' format with the adapter's LoraConfig
   (rank, alpha, targets) in its metadata, so `pipe.load_lora_weights(final)` reproduces the
@@ -37,7 +38,8 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
         StableDiffusionLoraLoaderMixin.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True,
                                                          unet_lora_adapter_metadata=unet.peft_config[POLICY_ADAPTER].to_dict())
         (tmp / "seppo_base.json").write_text(json.dumps(
-            {"base": os.path.abspath(base), "motion_adapter": os.path.abspath(cfg.model.motion_adapter) if cfg.model.motion_adapter else ""}))
+            {"base": os.path.abspath(base), "motion_adapter": os.path.abspath(cfg.model.motion_adapter) if cfg.model.motion_adapter else "",
+             "prediction_type": backbone.prediction_type}))
         (tmp / "seppo_lora.json").write_text(json.dumps(
             {"rank": cfg.train.lora_rank, "alpha": cfg.train.lora_alpha, "targets": list(cfg.train.lora_targets)}))
     else:
@@ -45,6 +47,7 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
             if item.name in ("unet",) or item.name.startswith("."):
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        _set_prediction_type(tmp / "scheduler" / "scheduler_config.json", backbone.prediction_type)
         if backbone.is_video:
             shutil.copytree(Path(base) / "unet", tmp / "unet")
             unet.save_motion_modules(str(tmp / "motion_adapter"))
@@ -54,3 +57,11 @@ def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg) -> Path:
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def _set_prediction_type(config_file: Path, prediction_type: str) -> None:
+    """The copied scheduler config names the type trained on (a `model.prediction_type` override),
+    keeping the scheduler's own class and settings."""
+    config = json.loads(config_file.read_text())
+    if config.get("prediction_type") != prediction_type:
+        config_file.write_text(json.dumps({**config, "prediction_type": prediction_type}, indent=2))

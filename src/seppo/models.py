@@ -30,8 +30,8 @@ from seppo.sampler import generate
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
-def resolve_model(spec: str) -> tuple[Path, Path | None, str]:
-    """MODEL → (base folder, LoRA folder or None, motion adapter folder or "")."""
+def resolve_model(spec: str) -> tuple[Path, Path | None, str, str]:
+    """MODEL → (base folder, LoRA folder or None, motion adapter folder or "", prediction type or "auto")."""
     base_s, _, lora_s = spec.partition("+")
     base = Path(base_s)
     if (base / "final").is_dir():  # a run directory
@@ -39,26 +39,28 @@ def resolve_model(spec: str) -> tuple[Path, Path | None, str]:
     if not base.is_dir():
         raise ModelError(f"model not found: {base_s} (expected a run directory, a diffusers folder, or BASE+LORA)")
     lora = Path(lora_s) if lora_s else None
-    motion = ""
+    motion, prediction_type = "", "auto"
     info = base / "seppo_base.json"
-    if info.exists():  # a LoRA export that names its base
+    if info.exists():  # a LoRA export that names its base (and the prediction type trained on)
         meta = json.loads(info.read_text())
         lora, base = base, Path(meta["base"])
         motion = meta.get("motion_adapter", "")
+        prediction_type = meta.get("prediction_type", "auto")
     if lora is not None and not (lora / LORA_FILE).exists():
         raise ModelError(f"{lora}: no {LORA_FILE} (not a diffusers LoRA folder)")
-    return base, lora, motion
+    return base, lora, motion, prediction_type
 
 
 def load_for_sampling(spec: str, *, device: str | torch.device = "cpu", num_frames: int = 0) -> Backbone:
     """A Backbone whose policy is the given model, ready to generate."""
-    base, lora, motion = resolve_model(spec)
+    base, lora, motion, prediction_type = resolve_model(spec)
     if (base / "motion_adapter").is_dir() and not motion:
         motion = str(base / "motion_adapter")
     if motion and not num_frames:  # a run directory records its clip length; else AnimateDiff's usual 8
         run = RunDir.of(spec)
         num_frames = run.config().data.num_frames if run is not None else 8
-    backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, device=device)
+    backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, prediction_type=prediction_type,
+                             device=device)
     if lora is not None:
         load_lora(backbone.unet, lora)
     backbone.unet.eval()
