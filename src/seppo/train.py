@@ -221,16 +221,30 @@ def one_update(accelerator, cfg: Config, backbone, dataset, params, optimizer, l
             accelerator.backward(loss / accum)
         for k, v in metrics.items():  # float64, as the logged numbers have always been summed
             sums[k] = sums.get(k, 0.0) + v.double() / accum
+    finite, metrics = apply_gradients(accelerator, cfg.train.max_grad_norm, sums, params, optimizer, lr_scheduler, ema,
+                                      logged=logged)
+    return finite, metrics, timings
+
+
+def apply_gradients(accelerator, max_grad_norm: float, sums: dict[str, torch.Tensor], params, optimizer, lr_scheduler,
+                    ema, *, logged: bool) -> tuple[bool, dict[str, float]]:
+    """Clip, check, step: the optimizer step only if loss and gradients are finite on every process.
+
+    With fp16 the clip unscales the gradients through accelerate's GradScaler. A skipped update
+    still closes the scaler's step with `update()`: it backs the loss scale off, as accelerate's
+    own `optimizer.step()` does on an overflow, and the next clip may unscale again."""
     # One fused norm both clips and tells whether every gradient is finite.
-    norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else math.inf)
+    norm = accelerator.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
     finite, metrics = _sync(accelerator, sums, norm, params, logged)
     if finite:
         optimizer.step()
         lr_scheduler.step()
         if ema is not None:
             ema.step(params)
+    elif accelerator.scaler is not None:
+        accelerator.scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return finite, metrics, timings
+    return finite, metrics
 
 
 # --------------------------------------------------------------------------- small helpers
