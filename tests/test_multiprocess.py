@@ -4,7 +4,9 @@
 use `torchrun --standalone --nproc_per_node=2 -m seppo train ...` (accelerate then runs
 MULTI_CPU on gloo). 2 processes × batch b = 2 must match 1 process × batch 4 over K·U = 2·2
 updates, because per-sample draws are keyed by the global sample index (DESIGN.md).
-Tolerance: metrics rel 1e-4 (abs 1e-6), final weights max |Δ| < 1e-5 (gradient all-reduce
+Both runs warm the learning rate up over 3 of the 4 updates (issue 14, item 3: accelerate's
+scheduler wrapper stepped the schedule once per process, so the warm-up ended twice as soon
+with 2 processes). Tolerance: metrics rel 1e-4 (abs 1e-6), final weights max |Δ| < 1e-5 (gradient all-reduce
 sums in another order than one process's batch mean).
 """
 
@@ -31,6 +33,7 @@ CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "s
                    if p.exists()), ROOT / "configs" / "digits-seppo.yaml"))
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TIME_FIELDS = ("time_generate", "time_rest")
+WARMUP = "train.lr_warmup_steps=3"  # of K·U = 4 updates
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -47,7 +50,7 @@ def torchrun(*args: str, hold: str | None = None, **popen) -> subprocess.Popen:
 
 
 def train_two(run_dir: Path, *extra: str, hold: str | None = None, **popen) -> subprocess.Popen:
-    return torchrun("-m", "seppo", "train", CONFIG, *TINY, f"output_dir={run_dir}", "train.batch_size=2", *extra,
+    return torchrun("-m", "seppo", "train", CONFIG, *TINY, f"output_dir={run_dir}", "train.batch_size=2", WARMUP, *extra,
                     hold=hold, **popen)
 
 
@@ -78,7 +81,7 @@ def test_accelerate_sees_multi_cpu_on_gloo(tmp_path):
 @pytest.fixture(scope="module")
 def one_process(tiny_config, tmp_path_factory) -> Path:
     """1 process × batch 4 (also builds the tiny world and the latent cache for torchrun)."""
-    return train(tiny_config(tmp_path_factory.mktemp("mp") / "one", "train.batch_size=4"))
+    return train(tiny_config(tmp_path_factory.mktemp("mp") / "one", "train.batch_size=4", WARMUP))
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,7 @@ def test_two_processes_match_one_process_with_the_doubled_batch(one_process, two
     a, b = rows(one_process), rows(two)
     assert [r["step"] for r in b] == [1, 2, 3, 4]  # logged once, by the main process
     assert [r["reference"] for r in a] == [r["reference"] for r in b]  # same draw on every process
+    assert [r["lr"] for r in b] == [r["lr"] for r in a] == pytest.approx([1e-4 / 3, 2e-4 / 3, 1e-4, 1e-4])
     for ra, rb in zip(a, b):
         for key in ("loss", "flip_rate", "implicit_acc", "policy_err_w", "ref_err_w"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["step"], key)

@@ -77,7 +77,10 @@ class StopFlag:
 
 
 def train(cfg: Config, *, progress: bool | None = None) -> Path:
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available())
+    # The schedule counts optimizer updates: one `lr_scheduler.step()` per update, whatever the
+    # process count (accelerate's default steps it once per process, for dataloaders it scales).
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
+                              step_scheduler_with_optimizer=False)
     is_main, world = accelerator.is_main_process, accelerator.num_processes
     progress = cfg.log.progress if progress is None else progress
     set_seed(cfg.seed)
