@@ -283,3 +283,29 @@ def test_unusual_images_train_end_to_end(capsys, tmp_path, tiny_base):
     assert [r["step"] for r in metrics] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) and not r["skipped"] for r in metrics)
     assert (run / "final" / "unet").is_dir()
+
+
+# --------------------------------------------------------------------------- after a failed set-up (issue 14)
+
+
+def test_the_corrected_command_runs_after_a_failed_set_up(capsys, tmp_path):
+    """A run that fails before training (bad model path) leaves no run that refuses the fix."""
+    run = tmp_path / "run"
+    error_line(capsys, f"output_dir={run}", f"model.path={tmp_path / 'nowhere'}")
+    assert cli.main(["train", CONFIG, *TINY, f"output_dir={run}"]) == 0
+    assert (run / "final").is_dir()
+
+
+def test_real_command_line_one_line_after_loading_a_latent_model(tmp_path):
+    """A fault met after the model loads (here: the data path) is still exactly one line on
+    stderr: diffusers' "should be kept in float32" warnings at load are silenced."""
+    from tiny_models import make_tiny_sd15
+
+    sd = make_tiny_sd15(tmp_path / "sd")
+    args = ["train", CONFIG, *TINY, f"output_dir={tmp_path / 'run'}", f"model.path={sd}", "data.source=pickapic",
+            f"data.path={tmp_path / 'no-shards'}"]
+    env = dict(os.environ, SEPPO_THREADS="1", OMP_NUM_THREADS="1")
+    plain = subprocess.run([sys.executable, "-m", "seppo", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=180)
+    assert plain.returncode == 2
+    assert plain.stderr.strip().splitlines() == [f"seppo: error: {tmp_path / 'no-shards'}: no such file or folder"]
