@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import TINY
 from PIL import Image
 
@@ -309,3 +310,19 @@ def test_real_command_line_one_line_after_loading_a_latent_model(tmp_path):
                            timeout=180)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [f"seppo: error: {tmp_path / 'no-shards'}: no such file or folder"]
+
+
+def test_default_threads_leave_room_for_other_jobs(monkeypatch):
+    """$SEPPO_THREADS unset: half the cores per process, at most 4 (issue 14, item 9)."""
+    assert [cli.default_threads(c) for c in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
+    assert cli.default_threads(16, local_processes=8) == 1
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("SEPPO_THREADS", raising=False)
+        cli._threads()
+        assert torch.get_num_threads() == cli.default_threads(len(os.sched_getaffinity(0)))
+        monkeypatch.setenv("SEPPO_THREADS", "3")
+        cli._threads()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
