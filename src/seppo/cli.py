@@ -39,6 +39,9 @@ from seppo.report import write_report
 from seppo.run_dir import RunDir
 from seppo.train import train
 
+# What torch.distributed's errors say when a peer died or stopped answering.
+PEER_LOST = ("Timed out waiting", "Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
 
 def default_threads(cores: int, local_processes: int = 1) -> int:
     """CPU threads per process when $SEPPO_THREADS is unset: half this process's share of the
@@ -74,7 +77,13 @@ def cmd_train(args) -> int:
     # multi-process launch wait for this one when the loop sets up (accelerate's rendezvous).
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         ensure_world(cfg, progress=cfg.log.progress)
-    run_dir = train(cfg)
+    try:
+        run_dir = train(cfg)
+    except RuntimeError as e:  # gloo/NCCL name a lost peer only in the message
+        if not any(sign in str(e) for sign in PEER_LOST):
+            raise
+        raise SeppoError(f"a peer process stopped answering (train.collective_timeout is {cfg.train.collective_timeout} s: "
+                         f"{str(e).strip().splitlines()[0][-120:]}); resume with resume=true") from None
     print(f"final model: {run_dir / 'final'}")
     return 0
 

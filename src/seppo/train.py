@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -48,6 +51,7 @@ from seppo.run_dir import RunDir
 from seppo.update import update_losses
 
 EXIT_INTERRUPTED = 3  # documented in the README: a checkpoint was written, resume with resume=true
+EXIT_LAUNCHER_GONE = 4  # documented in the README: the launcher died and this worker could not stop cleanly
 
 
 class StopFlag:
@@ -73,6 +77,37 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+class LauncherWatch:
+    """A worker started by a launcher (torchrun, accelerate launch) stops when the launcher dies.
+
+    The launcher starts each worker in a session of its own, so killing the launcher's process
+    group leaves the workers running. A daemon thread notices the new parent and sends this
+    process SIGTERM (finish the update, checkpoint, exit 3); a worker stuck past that (in a
+    collective, whose timeout then ends it) is ended `grace` seconds later."""
+
+    def __init__(self, grace: float, poll: float = 1.0):
+        self.grace, self.poll = grace, poll
+        self._done = threading.Event()
+        self._launcher = os.getppid()
+
+    def __enter__(self):
+        if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ:
+            threading.Thread(target=self._watch, name="seppo-launcher-watch", daemon=True).start()
+        return self
+
+    def _watch(self):
+        while not self._done.wait(self.poll):
+            if os.getppid() != self._launcher:
+                print(f"the launcher (pid {self._launcher}) is gone: stopping", file=sys.stderr)
+                os.kill(os.getpid(), signal.SIGTERM)
+                if not self._done.wait(self.grace):
+                    os._exit(EXIT_LAUNCHER_GONE)
+                return
+
+    def __exit__(self, *exc):
+        self._done.set()
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -80,7 +115,8 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     # The schedule counts optimizer updates: one `lr_scheduler.step()` per update, whatever the
     # process count (accelerate's default steps it once per process, for dataloaders it scales).
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
-                              step_scheduler_with_optimizer=False)
+                              step_scheduler_with_optimizer=False,
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.train.collective_timeout))])
     is_main, world = accelerator.is_main_process, accelerator.num_processes
     progress = cfg.log.progress if progress is None else progress
     set_seed(cfg.seed)
@@ -144,7 +180,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     U, total = cfg.train.updates_per_iteration, cfg.total_updates
     bar = tqdm(total=total, initial=start, desc=cfg.method, disable=not (progress and is_main), unit="update")
 
-    with StopFlag() as stop:
+    with StopFlag() as stop, LauncherWatch(grace=cfg.train.collective_timeout + 30):
         for step in range(start, total):
             iteration = step // U  # 0-based; the paper's k = iteration + 1
             # ─── draw the reference: θ_j with j over the pool P = [θ_0 .. θ_k−1] ───
