@@ -326,3 +326,11 @@ def test_default_threads_leave_room_for_other_jobs(monkeypatch):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("var,engine", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_sharded_engines_are_refused(capsys, tmp_path, monkeypatch, var, engine):
+    """FSDP and DeepSpeed would resume wrong (unsharded checkpoints): refused, not run silently."""
+    monkeypatch.setenv(var, "true")
+    line = error_line(capsys, f"output_dir={tmp_path / 'run'}")
+    assert f"{engine} is not supported" in line and var in line

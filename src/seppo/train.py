@@ -111,7 +111,22 @@ class LauncherWatch:
 # --------------------------------------------------------------------------- the loop
 
 
+# accelerate's switches for the sharded engines (set by `accelerate launch` from a config file).
+SHARDED_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def refuse_sharded_engines() -> None:
+    """Checkpoints, the reference pool and the export hold whole weights and the optimizer state
+    of the main process: right for replicated data parallel, wrong for an engine that shards them."""
+    for var, engine in SHARDED_ENGINES.items():
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            raise SeppoError(f"{engine} is not supported ({var} is set by the accelerate config): seppo's "
+                             "checkpoints hold unsharded weights and optimizer state; use data parallel "
+                             "(configs/accelerate/ddp-8gpu.yaml)")
+
+
 def train(cfg: Config, *, progress: bool | None = None) -> Path:
+    refuse_sharded_engines()
     # The schedule counts optimizer updates: one `lr_scheduler.step()` per update, whatever the
     # process count (accelerate's default steps it once per process, for dataloaders it scales).
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
