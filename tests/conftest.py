@@ -5,6 +5,9 @@ session with small budgets (`TINY`), so every end-to-end test after the first re
 """
 
 import os
+import signal
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,43 @@ torch.set_num_threads(2)
 
 # Overrides that make a training run take seconds on 2 cores: the quick budget of the demos.
 TINY = QUICK
+
+
+SESSION_MARK = f"SEPPO_TEST_SESSION={uuid.uuid4().hex}"
+
+
+def _started_here() -> list[int]:
+    """Live processes (zombies aside) whose environment carries this session's mark: every
+    subprocess the tests start inherits it, including torchrun's workers in their own sessions."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if SESSION_MARK.encode() not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the run if a process a test started outlives the session (then kill it)."""
+    key, value = SESSION_MARK.split("=")
+    os.environ[key] = value
+    yield
+    deadline = time.monotonic() + 10
+    while (left := _started_here()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes started by the tests were still alive at the end: {left}"
 
 
 @pytest.fixture(scope="session", autouse=True)

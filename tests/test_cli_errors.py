@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import TINY
 from PIL import Image
 
@@ -283,3 +284,53 @@ def test_unusual_images_train_end_to_end(capsys, tmp_path, tiny_base):
     assert [r["step"] for r in metrics] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) and not r["skipped"] for r in metrics)
     assert (run / "final" / "unet").is_dir()
+
+
+# --------------------------------------------------------------------------- after a failed set-up (issue 14)
+
+
+def test_the_corrected_command_runs_after_a_failed_set_up(capsys, tmp_path):
+    """A run that fails before training (bad model path) leaves no run that refuses the fix."""
+    run = tmp_path / "run"
+    error_line(capsys, f"output_dir={run}", f"model.path={tmp_path / 'nowhere'}")
+    assert cli.main(["train", CONFIG, *TINY, f"output_dir={run}"]) == 0
+    assert (run / "final").is_dir()
+
+
+def test_real_command_line_one_line_after_loading_a_latent_model(tmp_path):
+    """A fault met after the model loads (here: the data path) is still exactly one line on
+    stderr: diffusers' "should be kept in float32" warnings at load are silenced."""
+    from tiny_models import make_tiny_sd15
+
+    sd = make_tiny_sd15(tmp_path / "sd")
+    args = ["train", CONFIG, *TINY, f"output_dir={tmp_path / 'run'}", f"model.path={sd}", "data.source=pickapic",
+            f"data.path={tmp_path / 'no-shards'}"]
+    env = dict(os.environ, SEPPO_THREADS="1", OMP_NUM_THREADS="1")
+    plain = subprocess.run([sys.executable, "-m", "seppo", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=180)
+    assert plain.returncode == 2
+    assert plain.stderr.strip().splitlines() == [f"seppo: error: {tmp_path / 'no-shards'}: no such file or folder"]
+
+
+def test_default_threads_leave_room_for_other_jobs(monkeypatch):
+    """$SEPPO_THREADS unset: half the cores per process, at most 4 (issue 14, item 9)."""
+    assert [cli.default_threads(c) for c in (1, 2, 4, 8, 64)] == [1, 1, 2, 4, 4]
+    assert cli.default_threads(16, local_processes=8) == 1
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("SEPPO_THREADS", raising=False)
+        cli._threads()
+        assert torch.get_num_threads() == cli.default_threads(len(os.sched_getaffinity(0)))
+        monkeypatch.setenv("SEPPO_THREADS", "3")
+        cli._threads()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("var,engine", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+def test_sharded_engines_are_refused(capsys, tmp_path, monkeypatch, var, engine):
+    """FSDP and DeepSpeed would resume wrong (unsharded checkpoints): refused, not run silently."""
+    monkeypatch.setenv(var, "true")
+    line = error_line(capsys, f"output_dir={tmp_path / 'run'}")
+    assert f"{engine} is not supported" in line and var in line

@@ -115,6 +115,15 @@ def fault_zero_frame_video(tmp_path):
     return lambda: list(imagefolder_source(str(tmp_path), num_frames=4))
 
 
+def fault_video_for_an_image_model(tmp_path):
+    """Clips given to an image model: the missing setting is model.motion_adapter (issue 14, item 8)."""
+    (tmp_path / "clip").mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16)).save(tmp_path / "clip" / f"{i}.png")
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "clip", "text": "a"}))
+    return lambda: list(imagefolder_source(str(tmp_path)))  # no num_frames: the model has no motion adapter
+
+
 def fault_disk_missing_column(tmp_path):
     datasets.Dataset.from_dict({"image": [RED], "caption": ["a"]}).save_to_disk(str(tmp_path / "ds"))
     return lambda: list(disk_dataset_source(str(tmp_path / "ds")))
@@ -128,6 +137,8 @@ FAULTS = {
     fault_missing_file: r"metadata\.jsonl line 2: file gone\.png not found$",
     fault_bad_json: r"metadata\.jsonl line 1: bad JSON",
     fault_zero_frame_video: r"metadata\.jsonl line 1 \(clip\): video has 0 frames, needs 4",
+    fault_video_for_an_image_model: r"metadata\.jsonl line 1 \(clip\): is a video and the model an image model; "
+                                    r"set model\.motion_adapter to train a video model",
     fault_disk_missing_column: r"ds: missing column 'text'",
 }
 
@@ -163,6 +174,14 @@ def test_skip_policy_stops_early_on_mostly_bad_data(tmp_path):
     guarded = guard_bad_records(lambda policy: pickapic_source(str(tmp_path), policy=policy),
                                 on_bad_record="skip", min_seen=20)
     with pytest.raises(DataError, match=r"^20 of 20 records were bad"):
+        list(guarded)
+
+
+def test_whole_shard_faults_stop_the_run_even_when_skipping(tmp_path):
+    """A shard with the wrong columns is not a bad record: `skip` does not skip it (README)."""
+    write_shard(tmp_path / "train-0003.parquet", [("a", RED, BLUE, 1.0)], drop=["label_0"])
+    guarded = guard_bad_records(lambda policy: pickapic_source(str(tmp_path), policy=policy), on_bad_record="skip")
+    with pytest.raises(DataError, match=r"^train-0003\.parquet: missing column 'label_0'"):
         list(guarded)
 
 

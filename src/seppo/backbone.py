@@ -73,6 +73,8 @@ class Backbone:
         if pt not in ("epsilon", "v_prediction"):
             raise ModelError(f"{source}: prediction_type {pt!r} is not supported (epsilon or v_prediction)")
         self.prediction_type = pt
+        if scheduler.config.get("prediction_type") != pt:  # an override: the sampler's DDIM is built from this config
+            self.scheduler = scheduler = type(scheduler).from_config(scheduler.config, prediction_type=pt)
         self.is_sdxl = len(self.text_encoders) == 2
         self.mode = "full"
         self.reference_unet = None  # full mode: frozen copy holding the drawn snapshot
@@ -310,10 +312,30 @@ def per_sample_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
 # ---------------------------------------------------------------------- builders
 
 
+@contextmanager
+def expected_warnings_silenced() -> Iterator[None]:
+    """diffusers warns at every `.to(dtype=…)` of a model that keeps modules in float32
+    ("There are modules in AutoencoderKL that should be kept in float32"), and similarly for
+    `UNetMotionModel`; seppo casts on purpose, so these are not the user's concern. Errors
+    still show."""
+    level = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(level)
+
+
 def load_backbone(path: str | Path, *, single_file: str = "", motion_adapter: str = "", num_frames: int = 0,
                   prediction_type: str = "auto", device: str | torch.device = "cpu",
                   frozen_dtype: torch.dtype = torch.float32) -> Backbone:
     """Load a local diffusers folder (embedded tiny, SD-1.x/2.x, SDXL; + MotionAdapter for video)."""
+    with expected_warnings_silenced():
+        return _load_backbone(path, single_file=single_file, motion_adapter=motion_adapter, num_frames=num_frames,
+                              prediction_type=prediction_type, device=device, frozen_dtype=frozen_dtype)
+
+
+def _load_backbone(path, *, single_file, motion_adapter, num_frames, prediction_type, device, frozen_dtype) -> Backbone:
     # No per-file "Loading weights" bars: seppo shows its own progress.
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.disable_progress_bar()

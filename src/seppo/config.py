@@ -130,6 +130,10 @@ class TrainConfig:
     use_8bit_adam: bool = False  # needs bitsandbytes
     ema_decay: float = 0.0  # > 0 keeps an EMA of the trainable weights (diffusers' EMAModel); the export uses it
     max_bad_steps: int = 5  # consecutive non-finite updates before the run stops
+    # Multi-process runs: seconds a collective (gradient all-reduce, barrier) waits for a peer
+    # before this process stops (exit 2), instead of the backend's 30 minutes. Also the bound
+    # within which a worker whose launcher died exits. Same value on every process.
+    collective_timeout: int = 300
 
 
 @dataclass
@@ -348,6 +352,7 @@ def validate(c: Config) -> None:
     _positive("train.updates_per_iteration", c.train.updates_per_iteration)
     _positive("train.batch_size", c.train.batch_size)
     _positive("train.grad_accum", c.train.grad_accum)
+    _positive("train.collective_timeout", c.train.collective_timeout)
     _positive("train.lr", c.train.lr)
     _positive("train.lr_warmup_steps", c.train.lr_warmup_steps, zero_ok=True)
     _positive("train.max_bad_steps", c.train.max_bad_steps)

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from peft import LoraConfig, set_peft_model_state_dict
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from peft import LoraConfig
 from PIL import Image
 from safetensors.torch import load_file
 
 from seppo import rng
-from seppo.backbone import Backbone, load_backbone
+from seppo.backbone import POLICY_ADAPTER, Backbone, load_backbone
 from seppo.errors import ModelError
 from seppo.run_dir import RunDir
 from seppo.sampler import generate
@@ -29,8 +30,8 @@ from seppo.sampler import generate
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
-def resolve_model(spec: str) -> tuple[Path, Path | None, str]:
-    """MODEL → (base folder, LoRA folder or None, motion adapter folder or "")."""
+def resolve_model(spec: str) -> tuple[Path, Path | None, str, str]:
+    """MODEL → (base folder, LoRA folder or None, motion adapter folder or "", prediction type or "auto")."""
     base_s, _, lora_s = spec.partition("+")
     base = Path(base_s)
     if (base / "final").is_dir():  # a run directory
@@ -38,38 +39,54 @@ def resolve_model(spec: str) -> tuple[Path, Path | None, str]:
     if not base.is_dir():
         raise ModelError(f"model not found: {base_s} (expected a run directory, a diffusers folder, or BASE+LORA)")
     lora = Path(lora_s) if lora_s else None
-    motion = ""
+    motion, prediction_type = "", "auto"
     info = base / "seppo_base.json"
-    if info.exists():  # a LoRA export that names its base
+    if info.exists():  # a LoRA export that names its base (and the prediction type trained on)
         meta = json.loads(info.read_text())
         lora, base = base, Path(meta["base"])
         motion = meta.get("motion_adapter", "")
+        prediction_type = meta.get("prediction_type", "auto")
     if lora is not None and not (lora / LORA_FILE).exists():
         raise ModelError(f"{lora}: no {LORA_FILE} (not a diffusers LoRA folder)")
-    return base, lora, motion
+    return base, lora, motion, prediction_type
 
 
 def load_for_sampling(spec: str, *, device: str | torch.device = "cpu", num_frames: int = 0) -> Backbone:
     """A Backbone whose policy is the given model, ready to generate."""
-    base, lora, motion = resolve_model(spec)
+    base, lora, motion, prediction_type = resolve_model(spec)
     if (base / "motion_adapter").is_dir() and not motion:
         motion = str(base / "motion_adapter")
     if motion and not num_frames:  # a run directory records its clip length; else AnimateDiff's usual 8
         run = RunDir.of(spec)
         num_frames = run.config().data.num_frames if run is not None else 8
-    backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, device=device)
+    backbone = load_backbone(base, motion_adapter=motion, num_frames=num_frames, prediction_type=prediction_type,
+                             device=device)
     if lora is not None:
-        state = load_file(str(lora / LORA_FILE))
-        meta = json.loads((lora / "seppo_lora.json").read_text()) if (lora / "seppo_lora.json").exists() else {}
-        state = {k.removeprefix("unet."): v for k, v in state.items()}
-        rank = meta.get("rank") or next(v.shape[0] for k, v in state.items() if "lora_A" in k)
-        targets = meta.get("targets") or sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in state})
-        backbone.unet.add_adapter(LoraConfig(r=rank, lora_alpha=meta.get("alpha", rank), target_modules=targets))
-        result = set_peft_model_state_dict(backbone.unet, state, adapter_name="default")
-        if getattr(result, "unexpected_keys", None):
-            raise ModelError(f"{lora}: LoRA weights do not fit the base model ({result.unexpected_keys[0]} unexpected)")
+        load_lora(backbone.unet, lora)
     backbone.unet.eval()
     return backbone
+
+
+def load_lora(unet, folder: Path) -> None:
+    """Diffusers-format LoRA weights into `unet`, the way `pipe.load_lora_weights(folder)` does.
+
+    The adapter's LoraConfig (alpha included) comes from the file's metadata; exports written
+    before it was stored there fall back on `seppo_lora.json` (rank, alpha, targets)."""
+    try:
+        state, alphas, metadata = StableDiffusionLoraLoaderMixin.lora_state_dict(str(folder), weight_name=LORA_FILE,
+                                                                                return_lora_metadata=True)
+        if not metadata and (folder / "seppo_lora.json").exists():
+            meta = json.loads((folder / "seppo_lora.json").read_text())
+            metadata = {"unet." + k: v for k, v in LoraConfig(r=meta["rank"], lora_alpha=meta["alpha"],
+                                                                target_modules=meta["targets"]).to_dict().items()}
+            alphas = None
+        StableDiffusionLoraLoaderMixin.load_lora_into_unet(state, alphas, unet=unet, metadata=metadata or None,
+                                                          adapter_name=POLICY_ADAPTER)  # the pool snapshots' names
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ModelError(f"{folder}: LoRA weights do not fit the base model ({str(e).splitlines()[0]})") from None
+    loaded = sum(1 for n, _ in unet.named_parameters() if ".lora_" in n)
+    if loaded != len(state):
+        raise ModelError(f"{folder}: LoRA weights do not fit the base model ({len(state)} tensors, {loaded} placed)")
 
 
 def to_images(pixels: torch.Tensor) -> list:

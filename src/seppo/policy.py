@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from seppo.backbone import Backbone
+from seppo.backbone import Backbone, expected_warnings_silenced
 from seppo.config import TrainConfig
 from seppo.errors import SeppoError
 
@@ -25,7 +25,8 @@ def setup_policy(backbone: Backbone, t: TrainConfig, *, frozen_dtype: torch.dtyp
     if t.gradient_checkpointing:
         backbone.unet.enable_gradient_checkpointing()
     if backbone.reference_unet is not None and frozen_dtype != torch.float32:
-        backbone.reference_unet.to(dtype=frozen_dtype)  # bf16/fp16 reference weights: it never trains
+        with expected_warnings_silenced():
+            backbone.reference_unet.to(dtype=frozen_dtype)  # bf16/fp16 reference weights: it never trains
     params = [p for _, p in backbone.trainable_named_parameters()]
     return params, make_optimizer(t, params)
 

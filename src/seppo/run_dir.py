@@ -44,6 +44,11 @@ class RunDir:
     def is_run(self) -> bool:
         return self.config_path.is_file()
 
+    def holds_progress(self) -> bool:
+        """Whether a run here got past set-up: it logged, checkpointed or exported. A folder with
+        only `config.yaml` (and what set-up wrote) is a run that failed before training."""
+        return self.is_run() and any(p.exists() for p in (self.metrics_path, self.checkpoints, self.final))
+
     # ------------------------------------------------------------------ reading
 
     def config(self) -> Config:
@@ -64,21 +69,21 @@ class RunDir:
     # ------------------------------------------------------------------ writing
 
     def refuse_if_taken(self, cfg: Config, holds_run: bool | None = None) -> None:
-        """A folder holding another run is used only with resume=true or overwrite=true.
-        `holds_run`: what the folder held when looked at, if not now."""
-        holds_run = self.is_run() if holds_run is None else holds_run
+        """A folder holding another run is used only with resume=true or overwrite=true; one whose
+        run failed before training is not taken. `holds_run`: what the folder held when looked at, if not now."""
+        holds_run = self.holds_progress() if holds_run is None else holds_run
         if holds_run and not (cfg.resume or cfg.overwrite):
             raise SeppoError(f"{self.path} already holds a run: pass resume=true to continue it or overwrite=true to replace it")
 
     def prepare(self, cfg: Config, is_main: bool, barrier=lambda: None) -> None:
         """Check the folder (every process), then clear, create and probe it, and save the
         resolved config (the main process)."""
-        holds_run = self.is_run()
+        holds_run, failed_before = self.holds_progress(), self.is_run() and not self.holds_progress()
         barrier()  # every process looks before the main one writes config.yaml
         self.refuse_if_taken(cfg, holds_run)  # what it held before the barrier: the main one may have written since
         if not is_main:
             return
-        if holds_run and cfg.overwrite and not cfg.resume:
+        if (holds_run and cfg.overwrite or failed_before) and not cfg.resume:
             shutil.rmtree(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)

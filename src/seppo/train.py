@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -48,6 +51,7 @@ from seppo.run_dir import RunDir
 from seppo.update import update_losses
 
 EXIT_INTERRUPTED = 3  # documented in the README: a checkpoint was written, resume with resume=true
+EXIT_LAUNCHER_GONE = 4  # documented in the README: the launcher died and this worker could not stop cleanly
 
 
 class StopFlag:
@@ -73,11 +77,61 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
+class LauncherWatch:
+    """A worker started by a launcher (torchrun, accelerate launch) stops when the launcher dies.
+
+    The launcher starts each worker in a session of its own, so killing the launcher's process
+    group leaves the workers running. A daemon thread notices the new parent and sends this
+    process SIGTERM (finish the update, checkpoint, exit 3); a worker stuck past that (in a
+    collective, whose timeout then ends it) is ended `grace` seconds later."""
+
+    def __init__(self, grace: float, poll: float = 1.0):
+        self.grace, self.poll = grace, poll
+        self._done = threading.Event()
+        self._launcher = os.getppid()
+
+    def __enter__(self):
+        if "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ:
+            threading.Thread(target=self._watch, name="seppo-launcher-watch", daemon=True).start()
+        return self
+
+    def _watch(self):
+        while not self._done.wait(self.poll):
+            if os.getppid() != self._launcher:
+                print(f"the launcher (pid {self._launcher}) is gone: stopping", file=sys.stderr)
+                os.kill(os.getpid(), signal.SIGTERM)
+                if not self._done.wait(self.grace):
+                    os._exit(EXIT_LAUNCHER_GONE)
+                return
+
+    def __exit__(self, *exc):
+        self._done.set()
+
+
 # --------------------------------------------------------------------------- the loop
 
 
+# accelerate's switches for the sharded engines (set by `accelerate launch` from a config file).
+SHARDED_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}
+
+
+def refuse_sharded_engines() -> None:
+    """Checkpoints, the reference pool and the export hold whole weights and the optimizer state
+    of the main process: right for replicated data parallel, wrong for an engine that shards them."""
+    for var, engine in SHARDED_ENGINES.items():
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            raise SeppoError(f"{engine} is not supported ({var} is set by the accelerate config): seppo's "
+                             "checkpoints hold unsharded weights and optimizer state; use data parallel "
+                             "(configs/accelerate/ddp-8gpu.yaml)")
+
+
 def train(cfg: Config, *, progress: bool | None = None) -> Path:
+    refuse_sharded_engines()
+    # The schedule counts optimizer updates: one `lr_scheduler.step()` per update, whatever the
+    # process count (accelerate's default steps it once per process, for dataloaders it scales).
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=not torch.cuda.is_available(),
+                              step_scheduler_with_optimizer=False,
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.train.collective_timeout))],
                               **trackers.accelerator_kwargs(cfg))
     is_main, world = accelerator.is_main_process, accelerator.num_processes
     progress = cfg.log.progress if progress is None else progress
@@ -142,7 +196,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     U, total = cfg.train.updates_per_iteration, cfg.total_updates
     bar = tqdm(total=total, initial=start, desc=cfg.method, disable=not (progress and is_main), unit="update")
 
-    with StopFlag() as stop:
+    with StopFlag() as stop, LauncherWatch(grace=cfg.train.collective_timeout + 30):
         for step in range(start, total):
             iteration = step // U  # 0-based; the paper's k = iteration + 1
             # ─── draw the reference: θ_j with j over the pool P = [θ_0 .. θ_k−1] ───
@@ -221,16 +275,30 @@ def one_update(accelerator, cfg: Config, backbone, dataset, params, optimizer, l
             accelerator.backward(loss / accum)
         for k, v in metrics.items():  # float64, as the logged numbers have always been summed
             sums[k] = sums.get(k, 0.0) + v.double() / accum
+    finite, metrics = apply_gradients(accelerator, cfg.train.max_grad_norm, sums, params, optimizer, lr_scheduler, ema,
+                                      logged=logged)
+    return finite, metrics, timings
+
+
+def apply_gradients(accelerator, max_grad_norm: float, sums: dict[str, torch.Tensor], params, optimizer, lr_scheduler,
+                    ema, *, logged: bool) -> tuple[bool, dict[str, float]]:
+    """Clip, check, step: the optimizer step only if loss and gradients are finite on every process.
+
+    With fp16 the clip unscales the gradients through accelerate's GradScaler. A skipped update
+    still closes the scaler's step with `update()`: it backs the loss scale off, as accelerate's
+    own `optimizer.step()` does on an overflow, and the next clip may unscale again."""
     # One fused norm both clips and tells whether every gradient is finite.
-    norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else math.inf)
+    norm = accelerator.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
     finite, metrics = _sync(accelerator, sums, norm, params, logged)
     if finite:
         optimizer.step()
         lr_scheduler.step()
         if ema is not None:
             ema.step(params)
+    elif accelerator.scaler is not None:
+        accelerator.scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return finite, metrics, timings
+    return finite, metrics
 
 
 # --------------------------------------------------------------------------- small helpers

@@ -173,7 +173,9 @@ def _imagefolder_record(where, line, root, caption_column, file_column, num_fram
         where_file = f"{where} ({name})"
         video = is_video_path(path) or (num_frames is not None and path.suffix.lower() == ".gif")
         if video and num_frames is None:
-            raise DataError(f"{where_file}: is a video; set data.num_frames to train on videos")
+            # num_frames is None exactly when the model has no motion adapter (`_clip_frames`)
+            raise DataError(f"{where_file}: is a video and the model an image model; set model.motion_adapter to "
+                            "train a video model")
         winner = (decode_video(path, where=where_file, num_frames=num_frames, stride=stride, min_size=min_size)
                   if video else decode_image(path, where=where_file, min_size=min_size))
         return Example(prompt=_caption(row[caption_column], where), winner=winner, where=where)
