@@ -5,6 +5,7 @@ import time
 from html.parser import HTMLParser
 
 from seppo.cli import main
+from seppo.embedded.budget import selected_overrides
 
 
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
@@ -15,7 +16,15 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [r["model"] for r in summary["rows"]] == ["base", "sft", "dpo", "seppo"]
     for row in summary["rows"]:
-        assert 0.0 <= row["lo"] <= row["reward"] <= row["hi"] <= 1.0
+        assert list(row["judges"]) == ["preference", "oracle", "digit", "stroke"]
+        for judge in row["judges"].values():
+            assert judge["lo"] <= judge["mean"] <= judge["hi"]
+        assert 0.0 <= row["judges"]["digit"]["lo"] and row["judges"]["digit"]["hi"] <= 1.0
+    # each method at the settings the benchmark selected and ships
+    assert summary["selected"] == {m: selected_overrides(m) for m in ("sft", "dpo", "seppo")}
+    assert all(any(o.startswith("train.lr=") for o in summary["selected"][m]) for m in ("sft", "dpo", "seppo"))
+    assert 0.0 <= summary["preference_judge"]["heldout_agreement"] <= 1.0  # reported; its bound is test_world_calibration's
+    assert "illustrative" in out and "seppo benchmark" in out
     seppo_row = summary["rows"][-1]
     assert seppo_row["flip_rate"] is not None and 0 <= seppo_row["flip_rate"] <= 1
     assert "| seppo |" in out and (tmp_path / "table.md").read_text().count("| seppo |") == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_report import Page, decode
 
 from seppo.embedded.clips import DIRECTIONS, clip_arrays, gif_bytes, moving_clip, parse_direction, to_frames, video_prompt
 from seppo.embedded.digits import parse_digit, real_digits
@@ -113,6 +114,13 @@ def test_quick_demo_writes_its_report(quick_demo):
     from PIL import Image
 
     assert Image.open(report / "seppo.gif").n_frames == 8
+    # the HTML report: results first, then the same prompt and noise across models as animated GIFs
+    text = (report / "report.html").read_text()
+    page = Page(text)
+    assert page.sections == ["results", "side-by-side", "curves", "pool", "config"]
+    cells = [(src, alt) for src, alt in page.images if " — " in alt and "θ" not in alt]
+    assert {alt.split(" — ")[1] for _, alt in cells} >= {"base", "sft", "dpo", "seppo"}
+    assert all(decode(src).n_frames == 8 for src, _ in cells)
 
 
 @pytest.mark.parametrize("method", ["sft", "seppo"])

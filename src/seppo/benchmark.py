@@ -82,7 +82,7 @@ class BenchmarkPlan:
     select_judge: str = "preference"
     judges: list = field(default_factory=lambda: ["preference", "oracle", "digit", "stroke"])
     validation_per_prompt: int = 10  # validation images per prompt per tuning run
-    final_per_prompt: int = 20  # final images per prompt per run
+    final_per_prompt: int = 10  # final images per prompt per run: the unit is the run, so 100 images per run suffice
     eval_steps: int = EVAL_STEPS
     eval_guidance: float = EVAL_GUIDANCE
     arms: list = field(default_factory=lambda: list(ARMS))

@@ -4,9 +4,12 @@
    annotator (cached); reports by how much winners beat the base's own samples;
 2. SFT (winners), Diffusion-DPO (pairs) and SePPO (winners only) from the same base with
    the same budget (the same updates and winners seen);
+   each at its settings selected by `seppo benchmark` on validation keys (`configs/selected.yaml`);
 3. evaluation of base and all three with fixed, shared seeds on the same prompts, with the
-   evaluation judge (a different model from the annotator): mean reward with 95% bootstrap
-   intervals, diversity, flip rate and wall time;
+   world's judges (the learned preference judge, the annotator's own utility as the
+   simulation's oracle, class correctness, the stroke term): means with 95% bootstrap
+   intervals over images, diversity, flip rate and wall time. One training seed per method:
+   the table is illustrative; `seppo benchmark` gives intervals over training seeds;
 4. a report folder: sample grids, curves, `summary.json`, `table.md` and `report.html`.
 """
 
@@ -18,8 +21,9 @@ from pathlib import Path
 
 from seppo import paths
 from seppo.api import record_in_cards
-from seppo.config import load_config
-from seppo.embedded.budget import DEMO_CONFIG, EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.config import load_config, save_config
+from seppo.embedded.budget import DEMO_CONFIG, EVAL_GUIDANCE, EVAL_STEPS, IMAGE_JUDGES, IMAGE_UNIT, QUICK, selected_overrides
+from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.world import ensure_pick_a_digit, ensure_world
 from seppo.evaluate import evaluate
 from seppo.prompts import DIGIT_PROMPTS
@@ -42,15 +46,21 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     ensure_world(base_cfg)
     base = paths.model_folder(base_cfg)
     _, data_stats = ensure_pick_a_digit(base_cfg.pretrain)
+    judge_meta = ensure_preference_judge(base_cfg.pretrain, progress=base_cfg.log.progress).meta
+    world = out / "world.yaml"  # names the world whose judge pairs fit the learned judge (--quick builds a toy one)
+    save_config(base_cfg, world)
     setup_seconds = time.time() - t0
-    print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' reward "
+    print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' digit-judge reward "
           f"{data_stats['winner_reward']:.3f} vs the base's own samples {data_stats['base_reward']:.3f} "
-          f"(gap {data_stats['winner_minus_base']:+.3f})")
+          f"(gap {data_stats['winner_minus_base']:+.3f}); annotator-utility gap winner − loser "
+          f"{data_stats['utility_gap_mean']:.3f} (median {data_stats['utility_gap_median']:.3f}); learned preference judge: "
+          f"{judge_meta['heldout_agreement']:.1%} held-out agreement with the annotator")
 
-    # 2. the three methods, one budget
+    # 2. the three methods, one budget, each at its selected settings
     runs, wall = {}, {}
     for method in METHODS:
-        cfg = load_config(DEMO_CONFIG, [*common, f"method={method}", f"output_dir={out / 'runs' / method}"])
+        cfg = load_config(DEMO_CONFIG, [*selected_overrides(method), *common, f"method={method}",
+                                        f"output_dir={out / 'runs' / method}"])
         t0 = time.time()
         runs[method] = train(cfg)
         wall[method] = time.time() - t0
@@ -59,27 +69,30 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     per_prompt = 2 if quick else 20
     models = [str(base)] + [str(runs[m]) for m in METHODS]
     names = ["base", *METHODS]
-    result = evaluate(models, prompts=list(DIGIT_PROMPTS), judges=["digit"], seeds=[0], per_prompt=per_prompt,
+    result = evaluate(models, prompts=list(DIGIT_PROMPTS), judges=IMAGE_JUDGES, seeds=[0], per_prompt=per_prompt,
+                      judge_paths={"preference": {"config": str(world)}},
                       steps=4 if quick else EVAL_STEPS, guidance=EVAL_GUIDANCE, names=names, out=out / "eval",
                       progress=base_cfg.log.progress, unit=IMAGE_UNIT,
                       samples=len(DIGIT_PROMPTS))  # the report's side-by-side grid: every digit, same noise per row
     record_in_cards(result, prompts="digits")
     flip = {m: _last_iteration_mean(runs[m], "flip_rate") for m in METHODS}
-    rows = []
-    for s in (s for s in result.summary if s["judge"] == "digit"):
-        name = s["model"]
-        rows.append({"model": name, "reward": s["mean"], "lo": s["lo"], "hi": s["hi"],
-                     "diversity": result.diversity.get(name), "flip_rate": flip.get(name),
-                     "wall_seconds": round(wall.get(name, 0.0), 1) or None})
+    by_judge = {(s["model"], s["judge"]): {k: s[k] for k in ("mean", "lo", "hi")} for s in result.summary}
+    rows = [{"model": name, "judges": {j: by_judge[(name, j)] for j in IMAGE_JUDGES},
+             "diversity": result.diversity.get(name), "flip_rate": flip.get(name),
+             "wall_seconds": round(wall.get(name, 0.0), 1) or None} for name in names]
     table = _table(rows) + (f"\n\n95% bootstrap intervals over images ({per_prompt * len(DIGIT_PROMPTS)} per model, "
-                             f"noise keys shared across models); pairwise win rates and p-values: {out / 'eval' / 'eval.md'}")
+                             f"noise keys shared across models); pairwise win rates and p-values: {out / 'eval' / 'eval.md'}."
+                             "\nOne training seed per method: this table is illustrative. Intervals over training seeds, the "
+                             "unit of evidence, are `seppo benchmark`'s (benchmarks/pick-a-digit/).")
     print(table)
 
     # 4. report
     plot_curves([runs[m] for m in METHODS], out / "curves.png")
     report = write_report([runs[m] for m in METHODS], out / "report.html", eval_result=result,
                           title="seppo demo: Pick-a-Digit")
-    summary = {"quick": quick, "rows": rows, "pick_a_digit": data_stats, "pairs": result.pairs,
+    summary = {"quick": quick, "rows": rows, "pick_a_digit": data_stats, "preference_judge": judge_meta,
+               "selected": {m: selected_overrides(m) for m in METHODS}, "judge_scales": result.scales,
+               "pairs": result.pairs,
                "setup_seconds": round(setup_seconds, 1), "total_seconds": round(time.time() - t_start, 1),
                "budget": {"iterations": base_cfg.train.iterations, "updates_per_iteration": base_cfg.train.updates_per_iteration,
                           "batch_size": base_cfg.train.batch_size, "reference_sampler_steps": base_cfg.sampler.steps,
@@ -100,9 +113,13 @@ def _table(rows: list[dict]) -> str:
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
-    lines = ["| model | judge reward (95% CI) | diversity | flip rate (last iteration) | train wall time (s) |",
-             "|---|---|---|---|---|"]
+    heads = {"preference": "preference (learned judge)", "oracle": "oracle (annotator's utility, simulation only)",
+             "digit": "digit (class correctness)", "stroke": "stroke"}
+    lines = ["| model | " + " | ".join(f"{heads[j]} [95% CI]" for j in IMAGE_JUDGES)
+             + " | diversity | flip rate (last iteration) | train wall time (s) |",
+             "|---" * (len(IMAGE_JUDGES) + 4) + "|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['reward']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {fmt(r['diversity'], '.2f')} "
+        cells = " | ".join(f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for v in r["judges"].values())
+        lines.append(f"| {r['model']} | {cells} | {fmt(r['diversity'], '.2f')} "
                      f"| {fmt(r['flip_rate'], '.2f')} | {fmt(r['wall_seconds'], '.0f')} |")
     return "\n".join(lines)

@@ -5,7 +5,7 @@
       → SFT (winners), Diffusion-DPO (pairs), SePPO (winners only): same base, same budget
       → evaluation (seppo.evaluate with the registry's judges `video-digit`, `motion`,
         `consistency`): shared noise keys, 95% bootstrap intervals over clips
-      → report/: table.md, summary.json, one animated GIF of samples per model, curves.png
+      → report/: report.html, table.md, summary.json, one animated GIF of samples per model, curves.png
 
 Every run is `seppo.train.train(cfg)` on `configs/digits-seppo.yaml` with the video model
 (`model.path=<base>`, `model.motion_adapter=<base>/motion_adapter`), only the motion modules
@@ -30,7 +30,7 @@ from seppo.embedded.budget import DEMO_CONFIG, IMAGE_UNIT, QUICK_WORLD
 from seppo.embedded.clips import all_video_prompts, gif_bytes
 from seppo.embedded.video_world import VideoWorldConfig, adapter_folder, ensure_moving_digits, ensure_video_base
 from seppo.evaluate import evaluate
-from seppo.report import plot_curves
+from seppo.report import plot_curves, write_report
 from seppo.run_dir import RunDir
 from seppo.train import train
 
@@ -185,6 +185,8 @@ def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | Non
 
     # 4. Report.
     plot_curves(list(runs.values()), report / "curves.png")
+    write_report(list(runs.values()), report / "report.html", eval_result=result, names=list(runs),
+                 title="seppo demo --video: Moving-Digits")  # results, clips side by side (GIFs), curves, pool
     timings["total"] = round(time.time() - wall0, 1)
     table = table_markdown(results, budget, data_stats)
     summary = {"budget": dataclasses.asdict(budget), "data": data_stats, "results": results, "timings": timings,
