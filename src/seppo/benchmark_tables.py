@@ -198,7 +198,8 @@ def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict
         extra["train s"][arm] = f"{np.mean(walls):.0f}"
     header = (f"# Benchmark\n\nconfig `{config}`, overrides `{' '.join(overrides) or '(none)'}`; {plan.seeds} "
               f"training seeds per arm; same updates ({world['updates']}) and examples seen "
-              f"({world['examples_seen']}) for every arm; {keys['final']} final evaluation images per seed set, "
+              f"({world['examples_seen']}) for every arm; {keys['final']} final evaluation images in all "
+              f"({keys['final'] // plan.seeds} per seed set, {plan.seeds} seed sets), "
               f"{keys['validation']} validation images per tuning run (disjoint noise keys).")
     text = markdown(summary, paired, arms=arms, judges=judges, extra=extra, header=header)
     text += "\n## Selected settings\n\n" + tuning_markdown(grid, selected, plan.select_judge)
