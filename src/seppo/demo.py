@@ -83,7 +83,7 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     table = _table(rows) + (f"\n\n95% bootstrap intervals over images ({per_prompt * len(DIGIT_PROMPTS)} per model, "
                              f"noise keys shared across models); pairwise win rates and p-values: {out / 'eval' / 'eval.md'}."
                              "\nOne training seed per method: this table is illustrative. Intervals over training seeds, the "
-                             "unit of evidence, are `seppo benchmark`'s (benchmarks/pick-a-digit/).")
+                             "unit of evidence, are `seppo benchmark`'s (benchmarks/pick-a-digit-2026-11-30/).")
     print(table)
 
     # 4. report
