@@ -169,28 +169,82 @@ def test_export_loads_into_animatediff_pipeline(quick_demo):
                                    ours.unet(x, t, encoder_hidden_states=hidden).sample)
 
 
-def test_train_on_hand_made_frame_folders(tmp_path, quick_demo):
-    """`seppo train` on a frame-folder imagefolder of real moving clips (not the demo's GIFs)."""
-    from seppo.config import load_config
-    from seppo.train import train
-
-    out, summary = quick_demo
-    base = Path(summary["base"])
+def _clip_folder(root: Path) -> Path:
+    """An imagefolder of real moving clips, one per direction, frames as PNGs (not the demo's GIFs)."""
     images, labels = real_digits("judge")
     rows = []
     for i, direction in enumerate(DIRECTIONS):
-        folder = tmp_path / "clips" / f"clip{i}"
+        folder = root / f"clip{i}"
         folder.mkdir(parents=True)
         for f, frame in enumerate(to_frames(moving_clip(images[i], direction))):
             frame.save(folder / f"{f:02d}.png")
         rows.append(json.dumps({"file_name": f"clip{i}", "text": video_prompt(int(labels[i]), direction)}))
-    (tmp_path / "clips" / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    (root / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _video_run(tmp_path: Path, base: Path, *overrides: str) -> Path:
+    from seppo.config import load_config
+    from seppo.train import train
+
     cfg = load_config(Path(__file__).parents[1] / "configs/digits-seppo.yaml", [
         "method=seppo", f"model.path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
-        "data.source=imagefolder", f"data.path={tmp_path / 'clips'}", "data.num_frames=6", "data.frame_stride=1",
-        "train.iterations=1", "train.updates_per_iteration=1", "train.batch_size=2", "sampler.steps=1",
-        "log.progress=false", "log.report_to=none", "checkpoints.every=0", f"output_dir={tmp_path / 'run'}"])
-    run = train(cfg)
+        "data.source=imagefolder", f"data.path={_clip_folder(tmp_path / 'clips')}", "data.num_frames=6",
+        "data.frame_stride=1", "train.iterations=1", "train.updates_per_iteration=1", "train.batch_size=2",
+        "sampler.steps=1", "log.progress=false", "log.report_to=none", "checkpoints.every=0",
+        f"output_dir={tmp_path / 'run'}", *overrides])
+    return train(cfg)
+
+
+def test_train_on_hand_made_frame_folders(tmp_path, quick_demo):
+    """`seppo train` on a frame-folder imagefolder of real moving clips (not the demo's GIFs)."""
+    out, summary = quick_demo
+    run = _video_run(tmp_path, Path(summary["base"]))
     assert (run / "final" / "motion_adapter" / "config.json").is_file()
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert np.isfinite(row["loss"]) and row["reference"] == 0
+
+
+def test_motion_lora_exports_and_loads_in_animatediff(tmp_path, quick_demo):
+    """`train.mode=lora` on video adapts the motion modules' attention only; the export loads with
+    diffusers' own `AnimateDiffPipeline.load_lora_weights`, in a process that never imports seppo,
+    and gives the UNet seppo samples from."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from seppo.models import load_for_sampling
+
+    out, summary = quick_demo
+    base = Path(summary["base"])
+    run = _video_run(tmp_path, base, "train.mode=lora", "train.lr=1e-2")
+    keys = list(load_file(run / "final" / "pytorch_lora_weights.safetensors"))
+    assert keys and all(".motion_modules." in k for k in keys), [k for k in keys if ".motion_modules." not in k][:3]
+    x, t, hidden = torch.randn(1, 1, 6, 16, 16, generator=torch.Generator().manual_seed(0)), 500, torch.randn(6, 8, 32)
+    torch.save({"x": x, "hidden": hidden}, tmp_path / "input.pt")
+    code = f"""
+import sys, torch
+from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+base = {str(base)!r}
+pipe = AnimateDiffPipeline(vae=None, text_encoder=CLIPTextModel.from_pretrained(base + "/text_encoder"),
+    tokenizer=CLIPTokenizer.from_pretrained(base + "/tokenizer"), unet=UNet2DConditionModel.from_pretrained(base + "/unet"),
+    motion_adapter=MotionAdapter.from_pretrained(base + "/motion_adapter"), scheduler=DDIMScheduler.from_pretrained(base + "/scheduler"))
+inp = torch.load({str(tmp_path / 'input.pt')!r})
+with torch.no_grad():
+    before = pipe.unet(inp["x"], {t}, encoder_hidden_states=inp["hidden"]).sample
+    pipe.load_lora_weights({str(run / 'final')!r})
+    after = pipe.unet(inp["x"], {t}, encoder_hidden_states=inp["hidden"]).sample
+torch.save({{"before": before, "after": after}}, {str(tmp_path / 'plain.pt')!r})
+assert "seppo" not in sys.modules
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+    plain = torch.load(tmp_path / "plain.pt")
+    ours = load_for_sampling(str(run), num_frames=6)
+    with torch.no_grad():
+        ours_out = ours.unet(x, t, encoder_hidden_states=hidden).sample
+    assert (plain["after"] - plain["before"]).abs().max() > 1e-4, "the trained LoRA must change the output"
+    torch.testing.assert_close(plain["after"], ours_out, rtol=1e-5, atol=1e-5)

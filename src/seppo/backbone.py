@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -125,7 +126,7 @@ class Backbone:
         unet.requires_grad_(False)
         if mode == "lora":
             lora = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, init_lora_weights="gaussian",
-                              target_modules=list(lora_targets))
+                              target_modules=lora_target_modules(lora_targets, motion_only=self.is_video and train_motion_only))
             unet.add_adapter(lora, adapter_name=POLICY_ADAPTER)
             unet.add_adapter(lora, adapter_name=REFERENCE_ADAPTER)
             unet.set_adapter(POLICY_ADAPTER)
@@ -324,6 +325,16 @@ def expected_warnings_silenced() -> Iterator[None]:
         yield
     finally:
         diffusers.utils.logging.set_verbosity(level)
+
+
+def lora_target_modules(targets, *, motion_only: bool) -> list[str] | str:
+    """peft's `target_modules`: the named projections everywhere, or (video, `train_motion_only`)
+    only those inside the motion modules, as a regex peft matches against the full module name
+    (AnimateDiff's motion LoRAs adapt the temporal attention alone)."""
+    if not motion_only:
+        return list(targets)
+    names = "|".join(re.escape(t) for t in targets)
+    return rf".*motion_modules\..*\.({names})"
 
 
 def load_backbone(path: str | Path, *, single_file: str = "", motion_adapter: str = "", num_frames: int = 0,

@@ -120,7 +120,9 @@ class TrainConfig:
     lora_rank: int = 8
     lora_alpha: float = 8.0
     lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
-    train_motion_only: bool = True  # video: train the motion modules, base image weights frozen
+    # video: train the motion modules, base image weights frozen (with mode "lora": adapters on the
+    # motion modules' projections only, as AnimateDiff's motion LoRAs)
+    train_motion_only: bool = True
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (through accelerate)
     gradient_checkpointing: bool = False
     # torch.compile (opt-in): "reference" compiles the frozen reference UNet that generates
