@@ -14,7 +14,8 @@ TOOLS = {"seppo.cli", "seppo.api", "seppo.demo", "seppo.demo_video", "seppo.benc
 # The judge registry fits the learned preference judge on first use, and the implicit-accuracy
 # diagnosis reads the held-out pairs: both may build the embedded world, the training loop never.
 WORLD_READERS = {"seppo.judges.registry", "seppo.implicit"}
-ALONE = {"seppo.errors", "seppo.rng", "seppo.losses", "seppo.methods", "seppo.checkpoint"}  # import nothing of ours
+ALONE = {"seppo.errors", "seppo.rng", "seppo.losses", "seppo.methods", "seppo.checkpoint",
+         "seppo.sharding"}  # import nothing of ours
 
 
 def module_name(path: Path) -> str:

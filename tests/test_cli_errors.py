@@ -111,8 +111,9 @@ def tiny_base(tiny_config, tmp_path_factory) -> Path:
     (["method=sft", "flipper=indicator"], "config key flipper"),
     (["method=spin", "reference=uniform"], "config key reference"),
     (["method=ditto", "flipper=sign"], "config key flipper"),
+    (["train.sharding=fsdp", "train.mode=lora"], "train.sharding: fsdp does not support train.mode=lora"),
 ], ids=["unknown-key", "wrong-type", "float-for-int", "negative-lr", "K=0", "dpo-imagefolder",
-        "sft-flipper", "spin-reference", "ditto-flipper"])
+        "sft-flipper", "spin-reference", "ditto-flipper", "fsdp-lora"])
 def test_config_faults(overrides, names, capsys, tmp_path):
     line = error_line(capsys, f"output_dir={tmp_path / 'run'}", *overrides)
     assert names in line
@@ -328,9 +329,11 @@ def test_default_threads_leave_room_for_other_jobs(monkeypatch):
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("var,engine", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
-def test_sharded_engines_are_refused(capsys, tmp_path, monkeypatch, var, engine):
-    """FSDP and DeepSpeed would resume wrong (unsharded checkpoints): refused, not run silently."""
+@pytest.mark.parametrize("var,engine,instead", [("ACCELERATE_USE_FSDP", "FSDP", "set train.sharding=fsdp instead"),
+                                               ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", "use data parallel")])
+def test_sharded_engines_are_refused(capsys, tmp_path, monkeypatch, var, engine, instead):
+    """accelerate's FSDP and DeepSpeed would save one process's shard as if whole: refused, not run
+    silently; FSDP points to seppo's own (train.sharding=fsdp, tests/test_multiprocess.py)."""
     monkeypatch.setenv(var, "true")
     line = error_line(capsys, f"output_dir={tmp_path / 'run'}")
-    assert f"{engine} is not supported" in line and var in line
+    assert f"{engine} through accelerate is not supported" in line and var in line and instead in line

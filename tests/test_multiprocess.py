@@ -8,6 +8,13 @@ Both runs warm the learning rate up over 3 of the 4 updates (issue 14, item 3: a
 scheduler wrapper stepped the schedule once per process, so the warm-up ended twice as soon
 with 2 processes). Tolerance: metrics rel 1e-4 (abs 1e-6), final weights max |Δ| < 1e-5 (gradient all-reduce
 sums in another order than one process's batch mean).
+
+`train.sharding=fsdp` (issue 14, sharded training): the same 2-process run with the policy
+sharded by FSDP2 matches the data-parallel one within the same tolerances (reduce-scatter
+sums in another order than all-reduce; measured max |Δ| 1.2e-7), and a resumed FSDP run is
+bit-identical to an uninterrupted one. The FSDP runs also keep an EMA (train.ema_decay=0.5),
+so their checkpoints carry every gathered state; the EMA changes the export only, so the
+raw θ_K (pool/theta-2) is what matches data parallel.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
+from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file
 from test_resilience import env
 
@@ -36,6 +44,7 @@ CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "s
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TIME_FIELDS = ("time_generate", "time_rest")
 WARMUP = "train.lr_warmup_steps=3"  # of K·U = 4 updates
+FSDP = ("train.sharding=fsdp", "train.ema_decay=0.5", "checkpoints.every=1", "checkpoints.keep_last=2")
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -141,15 +150,12 @@ def test_two_processes_match_one_process_with_the_doubled_batch(one_process, two
     assert any(not torch.equal(wa[k], load_file(str(one_process / "pool" / "theta-0.safetensors"))[k]) for k in wa)
 
 
-def test_resume_under_torchrun(two_processes, tmp_path):
+def kill_in_step_3_and_resume(run_dir: Path, *extra: str) -> str:
     """Both processes SIGKILLed while rank 0 writes the step-3 checkpoint (rank 1 waits at the
-    barrier); resuming with 2 processes from step-2 ends bit-identical to the uninterrupted
-    2-process run."""
-    reference, _ = two_processes
-    run_dir = tmp_path / "run"
-    log = tmp_path / "killed.log"
+    barrier), then resumed with 2 processes from step-2; returns the resumed run's stdout."""
+    log = run_dir.with_suffix(".killed.log")
     with open(log, "w") as sink:
-        proc = train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", hold="step-3",
+        proc = train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", *extra, hold="step-3",
                          stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / "HOLDING").exists():
@@ -161,16 +167,90 @@ def test_resume_under_torchrun(two_processes, tmp_path):
     kill_all(proc)  # the agent and both workers, each in its own session
     proc.wait(timeout=30)
     assert [p.name for p in sorted((run_dir / "checkpoints").iterdir()) if p.is_dir()] == ["step-1", "step-2", "step-3.tmp"]
-    out, _ = finish(train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", "resume=true",
+    out, _ = finish(train_two(run_dir, "checkpoints.every=1", "checkpoints.keep_last=2", *extra, "resume=true",
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     assert "from update 2" in out
+    return out
 
-    def strip(rs):
-        return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
 
+def strip(rs: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rs]
+
+
+def test_resume_under_torchrun(two_processes, tmp_path):
+    """Killed in the step-3 checkpoint write and resumed: bit-identical to the uninterrupted
+    2-process run."""
+    reference, _ = two_processes
+    run_dir = tmp_path / "run"
+    kill_in_step_3_and_resume(run_dir)
     assert strip(rows(run_dir)) == strip(rows(reference))
     wa, wb = final_unet(reference), final_unet(run_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(one_process, tmp_path_factory) -> tuple[Path, str]:
+    """The 2-process run of `two_processes` with the policy sharded (FSDP), an EMA and a
+    checkpoint after every update but the last."""
+    run_dir = tmp_path_factory.mktemp("mp") / "fsdp"
+    out, _ = finish(train_two(run_dir, *FSDP, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return run_dir, out
+
+
+def theta(run_dir: Path, j: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "pool" / f"theta-{j}.safetensors"))
+
+
+def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    assert all(a[k].shape == b[k].shape for k in a)  # whole tensors, not one process's shard
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_fsdp_matches_data_parallel(two_processes, fsdp_run):
+    ddp, _ = two_processes
+    fsdp, out = fsdp_run
+    assert "sharded over 2 processes (FSDP2)" in out
+    state = json.loads((fsdp / "checkpoints" / "step-3" / "state.json").read_text())
+    assert state["sharded"] is True and state["config"]["train"]["sharding"] == "fsdp"
+    optimizer = torch.load(fsdp / "checkpoints" / "step-3" / "optimizer.pt", weights_only=False)
+    assert "conv_in.weight" in optimizer["state"]  # torch.distributed.checkpoint's whole state, keyed by name
+    a, b = rows(ddp), rows(fsdp)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert [(r["reference"], r["lr"]) for r in a] == [(r["reference"], r["lr"]) for r in b]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "flip_rate", "implicit_acc", "policy_err_w", "ref_err_w"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), (ra["step"], key)
+    assert max_abs_difference(theta(ddp, 2), theta(fsdp, 2)) < 1e-5  # θ_K, raw (the FSDP export holds the EMA)
+    assert max_abs_difference(theta(ddp, 1), theta(fsdp, 1)) < 1e-5
+    assert max_abs_difference(final_unet(ddp), theta(ddp, 2)) == 0
+
+
+def test_fsdp_export_is_the_whole_ema_and_loads_in_diffusers(fsdp_run):
+    """The export holds the EMA gathered whole. Worked by hand from the last checkpoint: after
+    update 4, diffusers' EMAModel decays by min(0.5, (1 + 3) / (10 + 3)) = 4/13, so
+    export = 4/13 · EMA(step 3) + 9/13 · θ_4, with θ_4 = pool/theta-2."""
+    fsdp, _ = fsdp_run
+    unet = UNet2DConditionModel.from_pretrained(fsdp / "final" / "unet")  # plain diffusers
+    exported = {n: p.detach() for n, p in unet.named_parameters()}  # in the order of the EMA's shadow weights
+    ema3 = torch.load(fsdp / "checkpoints" / "step-3" / "ema.pt", weights_only=False)
+    assert ema3["optimization_step"] == 3
+    theta_4 = theta(fsdp, 2)
+    by_hand = {n: 4 / 13 * e + 9 / 13 * theta_4[n] for n, e in zip(exported, ema3["shadow_params"])}
+    assert max_abs_difference(exported, by_hand) < 1e-6
+    assert max_abs_difference(exported, theta_4) > 1e-5  # the EMA, not the raw θ_K (measured 3.7e-5 apart)
+
+
+def test_fsdp_resume_after_sigkill(fsdp_run, tmp_path):
+    """Killed in the step-3 checkpoint write and resumed: bit-identical to the uninterrupted
+    FSDP run (the gathered weights, optimizer and EMA states re-sharded exactly)."""
+    reference, _ = fsdp_run
+    run_dir = tmp_path / "run"
+    out = kill_in_step_3_and_resume(run_dir, *FSDP)
+    assert "sharded over 2 processes" in out
+    assert strip(rows(run_dir)) == strip(rows(reference))
+    for got, want in ((final_unet(run_dir), final_unet(reference)), (theta(run_dir, 2), theta(reference, 2))):
+        assert max_abs_difference(got, want) == 0
 
 
 def test_sigterm_in_a_stuck_collective_and_a_dead_launcher_end_the_workers(one_process, tmp_path):

@@ -38,6 +38,7 @@ from safetensors import SafetensorError
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from seppo.errors import ModelError
+from seppo.sharding import shard_like, whole
 
 POLICY_ADAPTER = "default"
 REFERENCE_ADAPTER = "reference"
@@ -156,14 +157,16 @@ class Backbone:
         return [(n, p) for n, p in self.unet.named_parameters() if p.requires_grad]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """An immutable CPU copy of the trainable weights, keyed by the policy's names."""
-        return {n: p.detach().to("cpu", copy=True) for n, p in self.trainable_named_parameters()}
+        """An immutable CPU copy of the trainable weights, keyed by the policy's names. Sharded
+        (FSDP) weights are gathered whole: then every process must call it (seppo.sharding)."""
+        return {n: whole(p.detach()).to("cpu", copy=True) for n, p in self.trainable_named_parameters()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Whole weights in; each process keeps its own shard of sharded ones."""
         params = dict(self.trainable_named_parameters())
         with torch.no_grad():
             for n, v in state.items():
-                params[n].copy_(v)
+                params[n].copy_(shard_like(params[n], v))
 
     def load_reference_state(self, state: dict[str, torch.Tensor]) -> None:
         """Put a pool snapshot into the reference model (frozen copy, or the reference adapter)."""

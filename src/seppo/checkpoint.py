@@ -6,6 +6,10 @@ the reference in use, the data order's position, the bad-step counter). The refe
 pool's snapshots live in the run's `pool/` (written once each). Per-sample random draws are
 keyed by (seed, step, index) (seppo.rng), so they need no saved state.
 
+Under `train.sharding: fsdp` the files are the same, whole: the weights and the EMA as above,
+the optimizer state keyed by parameter name (torch.distributed.checkpoint's full state dict),
+and `state.json` says `"sharded": true`.
+
 A checkpoint is written into `step-N.tmp`, flushed, then renamed: a folder named `step-N`
 is always complete, and a `.tmp` left by a killed process is never read (and is removed by
 the next save). Rotation keeps the newest `keep_last` complete ones.
@@ -30,6 +34,12 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def _state(holder) -> dict:
+    """`holder.state_dict()`, or a state dict given as such: a sharded run's, gathered whole
+    beforehand on every process (seppo.sharding), since only the main process writes."""
+    return holder if isinstance(holder, dict) else holder.state_dict()
+
+
 def save_checkpoint(run_dir: Path, step: int, *, weights: dict[str, torch.Tensor], optimizer, scheduler,
                     state: dict, keep_last: int, ema=None) -> Path:
     root = run_dir / "checkpoints"
@@ -40,10 +50,10 @@ def save_checkpoint(run_dir: Path, step: int, *, weights: dict[str, torch.Tensor
     tmp = root / f"step-{step}.tmp"
     tmp.mkdir()
     save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS))
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+    torch.save(_state(optimizer), tmp / OPTIMIZER)
     torch.save(scheduler.state_dict(), tmp / SCHEDULER)
     if ema is not None:
-        torch.save(ema.state_dict(), tmp / EMA)
+        torch.save(_state(ema), tmp / EMA)
     (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=1))
     _fsync_tree(tmp)
     if final.exists():

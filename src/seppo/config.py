@@ -136,6 +136,10 @@ class TrainConfig:
     # before this process stops (exit 2), instead of the backend's 30 minutes. Also the bound
     # within which a worker whose launcher died exits. Same value on every process.
     collective_timeout: int = 300
+    # Multi-process runs (ours): "fsdp" shards the policy UNet's weights, gradients and optimizer
+    # state over the processes (torch FSDP2 `fully_shard`, per block and at the root) instead of
+    # replicating them (data parallel, "none"); ignored by a single process. Full mode only.
+    sharding: str = "none"
 
 
 @dataclass
@@ -344,6 +348,13 @@ def validate(c: Config) -> None:
     _choice("train.mode", c.train.mode, ("full", "lora"))
     _choice("train.mixed_precision", c.train.mixed_precision, ("no", "fp16", "bf16"))
     _choice("pool.storage", c.pool.storage, ("cpu", "disk"))
+    _choice("train.sharding", c.train.sharding, ("none", "fsdp"))
+    # fsdp leaves out LoRA (adapters of a few MB: nothing worth sharding), and fp16's gradient
+    # scaler and 8-bit Adam, which have not run on sharded (DTensor) gradients.
+    for unsupported, on in (("train.mode=lora", c.train.mode == "lora"), ("train.use_8bit_adam", c.train.use_8bit_adam),
+                            ("train.mixed_precision=fp16", c.train.mixed_precision == "fp16")):
+        if c.train.sharding == "fsdp" and on:
+            raise ConfigError(f"config key train.sharding: fsdp does not support {unsupported}")
     _choice("train.compile", c.train.compile, ("none", "reference", "all"))
     _choice("model.prediction_type", c.model.prediction_type, ("auto", "epsilon", "v_prediction"))
     _choice("log.report_to", c.log.report_to, REPORT_TO)

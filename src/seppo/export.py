@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict
@@ -26,12 +27,15 @@ from seppo.backbone import POLICY_ADAPTER, Backbone
 from seppo.card import write_model_card
 
 
-def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg, *, data_summary: dict | None = None) -> Path:
+def export_final(backbone: Backbone, base: Path, run_dir: Path, cfg, *, data_summary: dict | None = None,
+                 unet: torch.nn.Module | None = None) -> Path:
+    """`unet`: the trained UNet to write when it is not `backbone.unet` (an FSDP run's, gathered
+    whole into an unsharded module: seppo.train)."""
     final, tmp = run_dir / "final", run_dir / "final.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    unet = backbone.unet
+    unet = backbone.unet if unet is None else unet
     if cfg.train.mode == "lora":
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=POLICY_ADAPTER))
         # The pipelines' own writer (the mixin they inherit it from: importing a pipeline pulls in image processors).

@@ -38,7 +38,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from seppo import paths, trackers
-from seppo.backbone import load_backbone
+from seppo.backbone import expected_warnings_silenced, load_backbone
 from seppo.checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from seppo.config import Config, to_dict
 from seppo.data.dataset import open_dataset
@@ -48,6 +48,7 @@ from seppo.export import export_final
 from seppo.policy import FROZEN_DTYPES, setup_policy
 from seppo.pool import ReferencePool
 from seppo.run_dir import RunDir
+from seppo.sharding import load_optimizer_state, shard_ema, whole, whole_ema_state, whole_optimizer_state
 from seppo.update import update_losses
 
 EXIT_INTERRUPTED = 3  # documented in the README: a checkpoint was written, resume with resume=true
@@ -116,13 +117,15 @@ SHARDED_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "D
 
 
 def refuse_sharded_engines() -> None:
-    """Checkpoints, the reference pool and the export hold whole weights and the optimizer state
-    of the main process: right for replicated data parallel, wrong for an engine that shards them."""
+    """Under accelerate's own sharded engines, checkpoints would hold the main process's view of
+    weights and optimizer state that they shard. seppo shards with FSDP itself
+    (`train.sharding: fsdp`, seppo.sharding) and gathers whole state; DeepSpeed is not supported."""
     for var, engine in SHARDED_ENGINES.items():
         if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            raise SeppoError(f"{engine} is not supported ({var} is set by the accelerate config): seppo's "
-                             "checkpoints hold unsharded weights and optimizer state; use data parallel "
-                             "(configs/accelerate/ddp-8gpu.yaml)")
+            instead = ("set train.sharding=fsdp instead, under torchrun or accelerate launch without FSDP in its config"
+                       if engine == "FSDP" else "use data parallel (configs/accelerate/ddp-8gpu.yaml)")
+            raise SeppoError(f"{engine} through accelerate is not supported ({var} is set by the accelerate "
+                             f"config): {instead}")
 
 
 def train(cfg: Config, *, progress: bool | None = None) -> Path:
@@ -134,6 +137,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
                               kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.train.collective_timeout))],
                               **trackers.accelerator_kwargs(cfg))
     is_main, world = accelerator.is_main_process, accelerator.num_processes
+    sharded = cfg.train.sharding == "fsdp" and world > 1  # FSDP (seppo.sharding), else data parallel
     progress = cfg.log.progress if progress is None else progress
     set_seed(cfg.seed)
     wall0 = time.time()
@@ -153,10 +157,14 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     if frozen_dtype != torch.float32:  # encoders only run for the null prompt now; keep them small
         for m in backbone.text_encoders:
             m.to(dtype=frozen_dtype)
-    params, optimizer = setup_policy(backbone, cfg.train, frozen_dtype=frozen_dtype)
+    params, optimizer = setup_policy(backbone, cfg.train, frozen_dtype=frozen_dtype, shard=sharded)
     backbone.compile(cfg.train.compile)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.train.lr_warmup_steps)
-    backbone.train_unet, optimizer, lr_scheduler = accelerator.prepare(backbone.unet, optimizer, lr_scheduler)
+    if sharded:  # already sharded in place: accelerate must not wrap it in data parallel too
+        backbone.train_unet = backbone.unet
+        optimizer, lr_scheduler = accelerator.prepare(optimizer, lr_scheduler)
+    else:
+        backbone.train_unet, optimizer, lr_scheduler = accelerator.prepare(backbone.unet, optimizer, lr_scheduler)
     backbone.unet.train()
     ema = EMAModel(params, decay=cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
@@ -169,11 +177,19 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     if checkpoints:
         ckpt = load_checkpoint(checkpoints[-1])
         state = ckpt["state"]
+        if state.get("sharded", False) != sharded:
+            raise SeppoError(f"{checkpoints[-1]} was written {'with' if state.get('sharded') else 'without'} FSDP "
+                             "sharding: resume it with the same train.sharding and process count")
         backbone.load_trainable_state(ckpt["weights"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        if sharded:
+            load_optimizer_state(backbone.unet, optimizer.optimizer, ckpt["optimizer"])  # accelerate's wrapper unwrapped
+        else:
+            optimizer.load_state_dict(ckpt["optimizer"])
         lr_scheduler.load_state_dict(ckpt["scheduler"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
+            if sharded:
+                shard_ema(ema, params)
         pool.load_state_dict(state["pool"])
         order.load_state_dict(state["order"])
         start, reference = state["step"], state["reference"]
@@ -193,6 +209,9 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
         print(f"{cfg.method}: K={cfg.train.iterations} × U={cfg.train.updates_per_iteration} updates, effective batch "
               f"{effective} ({world} process(es) × {b} × {accum} accumulation); reference snapshot "
               f"{pool.bytes_per_snapshot() / 2**20:.1f} MiB each, storage {cfg.pool.storage}")
+        if sharded:
+            print(f"train.sharding fsdp: the policy's weights, gradients and optimizer state sharded over {world} "
+                  "processes (FSDP2); the reference stays whole on each")
     U, total = cfg.train.updates_per_iteration, cfg.total_updates
     bar = tqdm(total=total, initial=start, desc=cfg.method, disable=not (progress and is_main), unit="update")
 
@@ -232,7 +251,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
             every = cfg.checkpoints.every and (step + 1) % cfg.checkpoints.every == 0
             if (stop.requested and not last) or (every and not last):
                 _checkpoint(accelerator, run, cfg, backbone, optimizer, lr_scheduler, pool, order, step + 1,
-                            reference, bad_streak, bad_total, ema)
+                            reference, bad_streak, bad_total, ema, sharded=sharded)
             if bad_streak >= cfg.train.max_bad_steps:
                 raise SeppoError(f"{bad_streak} consecutive updates had a non-finite loss or gradient (last at update "
                                  f"{step + 1}); stopping. The last checkpoint in {run.checkpoints} is intact")
@@ -244,10 +263,11 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     bar.close()
 
     # ─── export the final model θ_K ───
+    if ema is not None and (is_main or sharded):  # the export holds the EMA weights; the pool keeps the raw θ_k
+        ema.copy_to(params)
+    final_unet = _gathered_policy(backbone, is_main) if sharded else backbone.unet
     if is_main:
-        if ema is not None:  # the export holds the EMA weights; the pool keeps the raw θ_k
-            ema.copy_to(params)
-        export_final(backbone, model_path, run.path, cfg, data_summary=data_summary.as_dict())
+        export_final(backbone, model_path, run.path, cfg, data_summary=data_summary.as_dict(), unet=final_unet)
         run.write_summary({"method": cfg.method, "updates": total, "effective_batch": effective,
                            "wall_seconds": round(time.time() - wall0, 1), "data": data_summary.as_dict(),
                            "reference_draws": pool.draws, "bad_steps": bad_total})
@@ -314,7 +334,7 @@ def _sync(accelerator, sums: dict[str, torch.Tensor], grad_norm, params, logged:
         grads = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
         grads_ok = torch.stack(grads).all() if grads else torch.tensor(True)
     else:
-        grads_ok = torch.isfinite(torch.as_tensor(grad_norm)).all()
+        grads_ok = torch.isfinite(torch.as_tensor(whole(grad_norm))).all()  # FSDP: a replicated DTensor
     device = accelerator.device
     flag = (torch.isfinite(sums["loss"]).to(device) & grads_ok.to(device)).double()
     names = list(sums) if logged else []
@@ -325,10 +345,27 @@ def _sync(accelerator, sums: dict[str, torch.Tensor], grad_norm, params, logged:
 
 
 def _checkpoint(accelerator, run: RunDir, cfg, backbone, optimizer, lr_scheduler, pool, order, step, reference,
-                bad_streak, bad_total, ema=None) -> None:
+                bad_streak, bad_total, ema=None, *, sharded: bool = False) -> None:
+    # Under FSDP each is gathered whole from the shards: a collective, so every process takes part.
+    weights = backbone.trainable_state() if sharded or accelerator.is_main_process else None
+    if sharded:
+        optimizer = whole_optimizer_state(backbone.unet, optimizer.optimizer)  # accelerate's wrapper unwrapped
+        ema = whole_ema_state(ema) if ema is not None else None
     if accelerator.is_main_process:
         state = {"pool": pool.state_dict(), "order": order.state_dict(), "reference": reference,
-                 "bad_streak": bad_streak, "bad_total": bad_total, "config": to_dict(cfg)}
-        save_checkpoint(run.path, step, weights=backbone.trainable_state(), optimizer=optimizer, scheduler=lr_scheduler,
+                 "bad_streak": bad_streak, "bad_total": bad_total, "config": to_dict(cfg),
+                 **({"sharded": True} if sharded else {})}
+        save_checkpoint(run.path, step, weights=weights, optimizer=optimizer, scheduler=lr_scheduler,
                         state=state, keep_last=cfg.checkpoints.keep_last, ema=ema)
     accelerator.wait_for_everyone()
+
+
+def _gathered_policy(backbone, is_main: bool) -> torch.nn.Module:
+    """θ_K whole, as an unsharded module for the export: gathered on every process, and put by
+    the main one into the reference's whole copy (no longer needed), in float32 as it trained."""
+    state = backbone.trainable_state()
+    if is_main:
+        with expected_warnings_silenced():
+            backbone.reference_unet.to(torch.float32)
+        backbone.load_reference_state(state)
+    return backbone.reference_unet
