@@ -39,7 +39,11 @@ def imports(path: Path) -> tuple[set[str], set[str]]:
 
 
 MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
-GRAPH = {m: {n for n in imports(p)[0] if n in MODULES and n not in (m, "seppo")} for m, p in MODULES.items()}
+# The command line imports each command's machinery when the command runs, so `--help` answers
+# at once; those imports are still its edges here.
+LAZY = {"seppo.cli"}
+GRAPH = {m: {n for n in set.union(*imports(p)) if m in LAZY or n in imports(p)[0]} & MODULES.keys() - {m, "seppo"}
+         for m, p in MODULES.items()}
 
 
 def reachable(module: str) -> set[str]:
@@ -52,7 +56,7 @@ def reachable(module: str) -> set[str]:
 
 
 def test_no_seppo_import_inside_a_function():
-    lazy = {m: sorted(imports(p)[1]) for m, p in MODULES.items() if imports(p)[1]}
+    lazy = {m: sorted(imports(p)[1]) for m, p in MODULES.items() if imports(p)[1] and m not in LAZY}
     assert lazy == {}
 
 

@@ -257,7 +257,8 @@ def test_sigterm_in_a_stuck_collective_and_a_dead_launcher_end_the_workers(one_p
     """Rank 0 parks inside the step-2 checkpoint write, so rank 1 waits at the barrier after it
     for a peer that never comes. The launcher is SIGKILLed, rank 1 gets SIGTERM. Rank 1 ends
     within train.collective_timeout (its barrier times out; one line, exit 2); rank 0 notices
-    its launcher is gone and ends within collective_timeout + 30 s. Before issue 14 both
+    its launcher is gone and ends within collective_timeout + its teardown slack (the timeout
+    itself when shorter than 30 s), with 20 s to spare for a loaded box. Before issue 14 both
     waited for the backend's 30 minutes."""
     timeout = 5
     run_dir = tmp_path / "run"
@@ -288,7 +289,8 @@ def test_sigterm_in_a_stuck_collective_and_a_dead_launcher_end_the_workers(one_p
             time.sleep(0.1)
         # slack for a process's teardown on a loaded 2-core box (measured: 19 s and 36 s)
         assert ended.get(waiting, math.inf) < timeout + 30, (ended, log.read_text()[-3000:])
-        assert ended.get(held, math.inf) < timeout + 30 + 30, (ended, log.read_text()[-3000:])
+        assert ended.get(held, math.inf) < 2 * timeout + 20, (ended, log.read_text()[-3000:])
+        print(f"ended after SIGTERM / launcher kill: {ended}")
         text = log.read_text()
         assert "a peer process stopped answering (train.collective_timeout is 5 s" in text
         assert "is gone: stopping" in text

@@ -43,6 +43,7 @@ from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
 from seppo.evaluate import evaluate, sample_plan
+from seppo.methods import ARMS
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import write_page
 from seppo.report.grid import by_sampling
@@ -51,19 +52,6 @@ from seppo.run_dir import RunDir
 
 # The tuned methods and the settings they are tuned over.
 TUNED = OrderedDict([("sft", ("train.lr",)), ("dpo", ("train.lr", "beta")), ("seppo", ("train.lr", "beta"))])
-# arm -> (the tuned method whose selected settings it takes, its own overrides); None: the base.
-ARMS: "OrderedDict[str, tuple[str, list[str]] | None]" = OrderedDict([
-    ("base", None),
-    ("sft", ("sft", ["method=sft"])),
-    ("dpo", ("dpo", ["method=dpo"])),
-    ("seppo", ("seppo", ["method=seppo"])),
-    ("seppo-indicator", ("seppo", ["method=seppo", "flipper=indicator"])),
-    ("seppo-noflip", ("seppo", ["method=seppo", "flipper=none"])),
-    ("seppo-initial", ("seppo", ["method=seppo", "reference=initial"])),
-    ("seppo-latest", ("seppo", ["method=seppo", "reference=latest"])),
-    ("spin", ("seppo", ["method=spin"])),
-    ("ditto", ("seppo", ["method=ditto"])),
-])
 # Seed ranges (ours): tuning runs and validation keys never overlap the final ones.
 TUNE_SEED0 = 1000  # training seeds of tuning runs: 1000, 1001, ...
 VALIDATION_EVAL_SEED = 5000  # eval seed of the validation keys

@@ -23,21 +23,13 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 from seppo import __version__
-from seppo.api import align, evaluate_models
-from seppo.benchmark import ARMS, BenchmarkPlan, run_benchmark
 from seppo.config import load_config, save_config
-from seppo.demo import run_demo
-from seppo.demo_video import run_video_demo
-from seppo.diagnose import diagnose_flipper
-from seppo.embedded.pretrain import pretrain
 from seppo.errors import SeppoError
-from seppo.evaluate import EvalResult
-from seppo.models import eval_seeds, grid, load_for_sampling, sample
-from seppo.prompts import load_prompts
-from seppo.report import write_report
+from seppo.methods import ARMS
+
+# Each command imports its own machinery (torch, diffusers, transformers, accelerate) when it
+# runs, so `seppo --help`, `--version` and a bad config answer in a fraction of a second.
 
 # What torch.distributed's errors say when a peer died or stopped answering.
 PEER_LOST = ("Timed out waiting", "Connection closed by peer", "Connection reset by peer", "Broken pipe")
@@ -52,6 +44,8 @@ def default_threads(cores: int, local_processes: int = 1) -> int:
 
 
 def _threads() -> None:
+    import torch
+
     n = os.environ.get("SEPPO_THREADS")
     if not n:
         n = default_threads(len(os.sched_getaffinity(0)), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -59,6 +53,8 @@ def _threads() -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from seppo.embedded.pretrain import pretrain
+
     cfg = load_config(args.config, args.overrides)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,6 +67,8 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from seppo.api import align
+
     cfg = load_config(args.config, args.overrides)
     # The embedded world is built before the loop, once per machine (seppo.api.align): the other
     # processes of a multi-process launch wait for this one when the loop sets up.
@@ -86,6 +84,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
+    from seppo.models import eval_seeds, grid, load_for_sampling, sample
+
     backbone = load_for_sampling(args.model)
     resolution = args.resolution or backbone.unet.config.sample_size * backbone.vae_scale_factor
     prompts = [p for p in args.prompt for _ in range(args.n)]
@@ -99,6 +99,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from seppo.api import evaluate_models
+
     result = evaluate_models(args.models, prompts=args.prompts, judges=args.judges.split(","),
                              judge_paths=_judge_paths(args.judge_path), seeds=[int(s) for s in args.seeds.split(",")],
                              per_prompt=args.per_prompt, steps=args.steps, guidance=args.guidance,
@@ -120,6 +122,9 @@ def _judge_paths(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def cmd_demo(args) -> int:
+    from seppo.demo import run_demo
+    from seppo.demo_video import run_video_demo
+
     if args.video:
         run_video_demo(Path(args.out), quick=args.quick)
     else:
@@ -128,6 +133,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from seppo.evaluate import EvalResult
+    from seppo.prompts import load_prompts
+    from seppo.report import write_report
+
     result = EvalResult.read(Path(args.eval)) if args.eval else None
     path = write_report([Path(r) for r in args.runs], Path(args.out), eval_result=result,
                         prompts=load_prompts(args.prompts) if args.prompts else None, seed=args.seed,
@@ -137,6 +146,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
+    from seppo.benchmark import BenchmarkPlan, run_benchmark
+
     plan = BenchmarkPlan(seeds=args.seeds, tune_seeds=args.tune_seeds, tune=args.tune,
                          arms=[a.strip() for a in args.arms.split(",")])
     unknown = [a for a in plan.arms if a not in ARMS]
@@ -148,6 +159,9 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
+    from seppo.diagnose import diagnose_flipper
+    from seppo.prompts import load_prompts
+
     result = diagnose_flipper(Path(args.run), prompts=load_prompts(args.prompts), judge=args.judge,
                               flipper_draws=args.flipper_draws)
     print(json.dumps(result, indent=1))

@@ -68,3 +68,18 @@ METHODS: dict[str, Method] = {
     "spin": Method(second_half="reference", loss="seppo", reference="latest", flipper="none"),
     "ditto": Method(second_half="reference", loss="seppo", reference="initial", flipper="none"),
 }
+
+# The benchmark's arms (`seppo benchmark`): the methods and SePPO's ablations.
+# arm -> (the tuned method whose selected settings it takes, its own overrides); None: the base.
+ARMS: dict[str, tuple[str, list[str]] | None] = dict([
+    ("base", None),
+    ("sft", ("sft", ["method=sft"])),
+    ("dpo", ("dpo", ["method=dpo"])),
+    ("seppo", ("seppo", ["method=seppo"])),
+    ("seppo-indicator", ("seppo", ["method=seppo", "flipper=indicator"])),
+    ("seppo-noflip", ("seppo", ["method=seppo", "flipper=none"])),
+    ("seppo-initial", ("seppo", ["method=seppo", "reference=initial"])),
+    ("seppo-latest", ("seppo", ["method=seppo", "reference=latest"])),
+    ("spin", ("seppo", ["method=spin"])),
+    ("ditto", ("seppo", ["method=ditto"])),
+])

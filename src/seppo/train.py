@@ -215,7 +215,9 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     U, total = cfg.train.updates_per_iteration, cfg.total_updates
     bar = tqdm(total=total, initial=start, desc=cfg.method, disable=not (progress and is_main), unit="update")
 
-    with StopFlag() as stop, LauncherWatch(grace=cfg.train.collective_timeout + 30):
+    # A stuck collective ends within its timeout; the slack after it (at most 30 s) is for teardown.
+    timeout = cfg.train.collective_timeout
+    with StopFlag() as stop, LauncherWatch(grace=timeout + min(30, timeout)):
         for step in range(start, total):
             iteration = step // U  # 0-based; the paper's k = iteration + 1
             # ─── draw the reference: θ_j with j over the pool P = [θ_0 .. θ_k−1] ───
