@@ -41,7 +41,7 @@ EVAL_SEEDS = [1000]  # calibration's own evaluation noise: the demo uses seed 0
 PER_PROMPT = 20  # 200 images per model
 JUDGES = ["digit", "stroke", "oracle", "preference"]
 JOBS = int(os.environ.get("CALIB_JOBS", "2"))
-COMMON = ["log.progress=false", "log.tensorboard=false", "checkpoints.every=0", "overwrite=true"]
+COMMON = ["log.progress=false", "log.report_to=none", "checkpoints.every=0", "overwrite=true"]
 
 
 # ---------------------------------------------------------------- runs

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import calib
+import yaml
 
-from seppo.config import load_config, save_config
+from seppo.config import load_config
 from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.pretrain import ensure_embedded_base
 from seppo.embedded.world import ensure_pick_a_digit
@@ -36,9 +37,16 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # The shipped config's own text with the world's change (a saved resolved config would fix
+    # SePPO's fields, which the other methods may not be given).
+    raw = yaml.safe_load(calib.CONFIG.read_text())
+    for item in WORLD:
+        key, value = item.split("=")
+        section, field = key.split(".")
+        raw[section][field] = yaml.safe_load(value)
     world = out / "world.yaml"
-    cfg = load_config(calib.CONFIG, WORLD)
-    save_config(cfg, world)
+    world.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(world)
     t0 = time.time()
     folders = ensure_embedded_base(cfg.pretrain, progress=False)
     _, pair_stats = ensure_pick_a_digit(cfg.pretrain, progress=False)
