@@ -71,15 +71,15 @@ METHODS: dict[str, Method] = {
 
 # The benchmark's arms (`seppo benchmark`): the methods and SePPO's ablations.
 # arm -> (the tuned method whose selected settings it takes, its own overrides); None: the base.
-ARMS: dict[str, tuple[str, list[str]] | None] = dict([
-    ("base", None),
-    ("sft", ("sft", ["method=sft"])),
-    ("dpo", ("dpo", ["method=dpo"])),
-    ("seppo", ("seppo", ["method=seppo"])),
-    ("seppo-indicator", ("seppo", ["method=seppo", "flipper=indicator"])),
-    ("seppo-noflip", ("seppo", ["method=seppo", "flipper=none"])),
-    ("seppo-initial", ("seppo", ["method=seppo", "reference=initial"])),
-    ("seppo-latest", ("seppo", ["method=seppo", "reference=latest"])),
-    ("spin", ("seppo", ["method=spin"])),
-    ("ditto", ("seppo", ["method=ditto"])),
-])
+ARMS: dict[str, tuple[str, list[str]] | None] = {
+    "base": None,
+    "sft": ("sft", ["method=sft"]),
+    "dpo": ("dpo", ["method=dpo"]),
+    "seppo": ("seppo", ["method=seppo"]),
+    "seppo-indicator": ("seppo", ["method=seppo", "flipper=indicator"]),
+    "seppo-noflip": ("seppo", ["method=seppo", "flipper=none"]),
+    "seppo-initial": ("seppo", ["method=seppo", "reference=initial"]),
+    "seppo-latest": ("seppo", ["method=seppo", "reference=latest"]),
+    "spin": ("seppo", ["method=spin"]),
+    "ditto": ("seppo", ["method=ditto"]),
+}
