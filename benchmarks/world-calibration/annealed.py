@@ -20,10 +20,7 @@ import calib
 import torch
 
 from seppo.config import load_config
-from seppo.embedded.budget import EVAL_STEPS, IMAGE_UNIT
 from seppo.embedded.pretrain import ensure_embedded_base, pretrain
-from seppo.evaluate import evaluate
-from seppo.prompts import DIGIT_PROMPTS
 
 JUDGES = ["digit", "oracle", "stroke"]
 
@@ -38,14 +35,11 @@ def main() -> None:
     annealed = pretrain(cfg, Path(args.out), snapshots={"base": cfg.steps}, progress=False)["base"]
     seconds = round(time.time() - t0)
     shipped = ensure_embedded_base(cfg, progress=False)
-    models = {"shipped": shipped["base"], "annealed": annealed, "strong": shipped["strong"]}
+    models = {"shipped": str(shipped["base"]), "annealed": str(annealed), "strong": str(shipped["strong"])}
     result = {"pretrain_seconds": seconds}
     for g in (1.0, 3.0):
-        r = evaluate([str(m) for m in models.values()], prompts=list(DIGIT_PROMPTS), judges=JUDGES, names=list(models),
-                     seeds=calib.EVAL_SEEDS, per_prompt=10, steps=EVAL_STEPS, guidance=g, unit=IMAGE_UNIT, progress=False,
-                     n_boot=100)
-        result[f"guidance {g:g}"] = {n: {j: round(float(r.scores[r.scores["model"] == n][j].mean()), 3) for j in JUDGES}
-                                     for n in models}
+        scores = calib.evaluate_models(models, Path(args.out) / f"eval-g{g}", judges=JUDGES, per_prompt=10, guidance=g)
+        result[f"guidance {g:g}"] = {n: {j: round(scores[n][j], 3) for j in JUDGES} for n in models}
     (calib.HERE / "results" / "annealed.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

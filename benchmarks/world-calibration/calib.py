@@ -71,8 +71,10 @@ def base_folder(config: Path = CONFIG, overrides: list[str] = ()) -> Path:
     return ensure_embedded_base(load_config(config, list(overrides)).pretrain, progress=False)["base"]
 
 
-def evaluate_models(models: dict[str, str], out: Path, world_config: Path = CONFIG, judges=JUDGES) -> dict[str, dict]:
-    """{name: {judge: mean over the images, "_scores": {judge: per-image list}}} plus diversity."""
+def evaluate_models(models: dict[str, str], out: Path, world_config: Path = CONFIG, judges=JUDGES, *,
+                    per_prompt: int = PER_PROMPT, guidance: float = EVAL_GUIDANCE) -> dict[str, dict]:
+    """{name: {judge: mean over the images, "_scores": {judge: per-image list}}} plus diversity.
+    Cached by model name in `out/scores.json`: one `out` per sampling setting."""
     torch.set_num_threads(1)
     cache = out / "scores.json"
     known = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -80,7 +82,7 @@ def evaluate_models(models: dict[str, str], out: Path, world_config: Path = CONF
     if todo:
         result = evaluate(list(todo.values()), prompts=list(DIGIT_PROMPTS), judges=list(judges),
                           judge_paths={"preference": {"config": str(world_config)}}, seeds=EVAL_SEEDS,
-                          per_prompt=PER_PROMPT, steps=EVAL_STEPS, guidance=EVAL_GUIDANCE, names=list(todo),
+                          per_prompt=per_prompt, steps=EVAL_STEPS, guidance=guidance, names=list(todo),
                           progress=False, unit=IMAGE_UNIT, n_boot=200)
         for name in todo:
             rows = result.scores[result.scores["model"] == name]
@@ -105,7 +107,7 @@ def _plain(path: str) -> str:
 
 def seed_level(scores: dict[str, dict], base: str, groups: dict[str, list[str]], judges=JUDGES) -> list[dict]:
     """Per group of runs (one per training seed): mean of the run means − base, with a 95%
-    t-interval over seeds (the unit of evidence is a run) and the seed spread."""
+    t-interval over seeds (the unit of evidence is a run), the seed spread and how many seeds are ahead."""
     rows = []
     for group, names in groups.items():
         row = {"setting": group, "seeds": len(names)}
@@ -117,7 +119,8 @@ def seed_level(scores: dict[str, dict], base: str, groups: dict[str, list[str]],
             else:
                 half = float("nan")
             row[j] = {"mean": float(np.mean([scores[n][j] for n in names])), "diff": mean, "lo": mean - half,
-                      "hi": mean + half, "min_diff": float(diffs.min()), "max_diff": float(diffs.max())}
+                      "hi": mean + half, "min_diff": float(diffs.min()), "max_diff": float(diffs.max()),
+                      "ahead": int((diffs > 0).sum())}
         rows.append(row)
     return rows
 

@@ -16,13 +16,6 @@ import json
 from pathlib import Path
 
 import calib
-import numpy as np
-import torch
-from scipy import stats as st
-
-from seppo.embedded.budget import EVAL_STEPS, IMAGE_UNIT
-from seppo.evaluate import evaluate
-from seppo.prompts import DIGIT_PROMPTS
 
 JUDGES = ["preference", "oracle", "digit", "stroke"]
 
@@ -34,34 +27,14 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     ap.add_argument("--seeds", type=int, default=8)
     args = ap.parse_args()
-    torch.set_num_threads(1)
     bench, out = Path(args.bench), Path(args.out)
-    arms = {"sft": [], "dpo": []}
-    models = {"base": str(calib.base_folder())}
-    for arm in arms:
-        for s in range(args.seeds):
-            models[f"{arm}-s{s}"] = str(bench / "runs" / f"{arm}-s{s}")
-            arms[arm].append(f"{arm}-s{s}")
+    arms = {arm: [f"{arm}-s{s}" for s in range(args.seeds)] for arm in ("sft", "dpo")}
+    models = {"base": str(calib.base_folder())} | {n: str(bench / "runs" / n) for names in arms.values() for n in names}
     results = {}
     for g in args.guidance:
-        cache = out / f"g{g}.json"
-        if not cache.is_file():
-            r = evaluate(list(models.values()), prompts=list(DIGIT_PROMPTS), judges=JUDGES, names=list(models),
-                         judge_paths={"preference": {"config": str(bench / "world.yaml")}}, seeds=calib.EVAL_SEEDS,
-                         per_prompt=10, steps=EVAL_STEPS, guidance=g, unit=IMAGE_UNIT, progress=False, n_boot=200)
-            means = {n: {j: float(r.scores[r.scores["model"] == n][j].mean()) for j in JUDGES} for n in models}
-            out.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(means))
-        means = json.loads(cache.read_text())
-        results[g] = {"base": means["base"]}
-        for arm, names in arms.items():
-            row = {}
-            for j in JUDGES:
-                d = np.array([means[n][j] - means["base"][j] for n in names])
-                half = float(st.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-                row[j] = {"mean": float(np.mean([means[n][j] for n in names])), "diff": float(d.mean()),
-                          "lo": float(d.mean() - half), "hi": float(d.mean() + half), "ahead": int((d > 0).sum())}
-            results[g][arm] = row
+        scores = calib.evaluate_models(models, out / f"g{g}", bench / "world.yaml", JUDGES, per_prompt=10, guidance=g)
+        rows = calib.seed_level(scores, "base", arms, JUDGES)
+        results[g] = {"base": {j: scores["base"][j] for j in JUDGES}} | {row["setting"]: row for row in rows}
     lines = ["| guidance | arm | " + " | ".join(f"{j} (Δ vs base [95% t over seeds], seeds ahead)" for j in JUDGES) + " |",
              "|---" * (len(JUDGES) + 2) + "|"]
     for g, res in results.items():
