@@ -35,3 +35,33 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     updates = {m: len((tmp_path / "runs" / m / "metrics.jsonl").read_text().splitlines()) for m in ("sft", "dpo", "seppo")}
     assert len(set(updates.values())) == 1
     print(f"seppo demo --quick: {seconds:.1f} s")
+
+    # A rerun reuses each finished run (same config and seppo version) and reports the same table.
+    final_files = {m: (tmp_path / "runs" / m / "final").stat().st_mtime_ns for m in ("sft", "dpo", "seppo")}
+    table = (tmp_path / "table.md").read_text()
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished run") == 3
+    assert {m: (tmp_path / "runs" / m / "final").stat().st_mtime_ns for m in final_files} == final_files
+    assert (tmp_path / "table.md").read_text() == table
+
+
+def test_a_finished_run_is_reused_only_with_the_same_config_and_version(tmp_path):
+    from seppo.config import load_config, save_config
+    from seppo.run_dir import RunDir
+
+    cfg = load_config(None, ["method=sft", f"output_dir={tmp_path}"])
+    run = RunDir(tmp_path)
+    assert not run.finished_as(cfg)  # nothing there
+    save_config(cfg, run.config_path)
+    assert not run.finished_as(cfg)  # started, never finished
+    run.write_summary({"seppo_version": "0.0.0-other"})
+    assert not run.finished_as(cfg)  # finished under another version
+    import seppo
+
+    run.write_summary({"seppo_version": seppo.__version__})
+    assert run.finished_as(cfg)
+    # where it lies and how it logged do not change its results; anything else does
+    assert run.finished_as(load_config(None, ["method=sft", "output_dir=elsewhere", "overwrite=true", "log.report_to=none"]))
+    assert not run.finished_as(load_config(None, ["method=sft", f"output_dir={tmp_path}", "train.lr=3e-5"]))
+    assert not run.finished_as(load_config(None, ["method=dpo", f"output_dir={tmp_path}"]))

@@ -128,7 +128,7 @@ def cmd_demo(args) -> int:
     if args.video:
         run_video_demo(Path(args.out), quick=args.quick)
     else:
-        run_demo(Path(args.out), quick=args.quick)
+        run_demo(Path(args.out), quick=args.quick, retrain=args.retrain)
     return 0
 
 
@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="a seconds-long smoke run of every stage")
     s.add_argument("--video", action="store_true", help="the moving-digits text-to-video default instead")
     s.add_argument("--out", default="demo-out", help="output folder (report.html, runs/, eval/)")
+    s.add_argument("--retrain", action="store_true",
+                   help="train every method again, even where --out holds its finished run with the same config")
     s.set_defaults(fn=cmd_demo)
 
     s = _parser(sub, "report", "one self-contained HTML report of runs: results first, then samples side by side, "

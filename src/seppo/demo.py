@@ -34,7 +34,9 @@ from seppo.train import train
 METHODS = ("sft", "dpo", "seppo")
 
 
-def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> dict:
+def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retrain: bool = False) -> dict:
+    """The demo into `out`. A method whose run in `out` finished with the same config and seppo
+    version is reused, not trained again (`retrain` trains it anyway): a rerun costs the evaluation."""
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,9 +63,12 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = ()) -> di
     for method in METHODS:
         cfg = load_config(DEMO_CONFIG, [*selected_overrides(method), *common, f"method={method}",
                                         f"output_dir={out / 'runs' / method}"])
-        t0 = time.time()
-        runs[method] = train(cfg)
-        wall[method] = time.time() - t0
+        run = RunDir(cfg.output_dir)
+        if run.finished_as(cfg) and not retrain:
+            print(f"{method}: reusing the finished run {run.path} (same config and seppo version; --retrain trains it again)")
+        else:
+            train(cfg)
+        runs[method], wall[method] = run.path, run.summary()["wall_seconds"]
 
     # 3. evaluation: base and the three finals, shared seeds
     per_prompt = 2 if quick else 20

@@ -18,7 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from seppo.config import Config, load_config, save_config
+from seppo import __version__
+from seppo.config import Config, load_config, save_config, to_dict
 from seppo.errors import SeppoError
 from seppo.pool import snapshot_files
 
@@ -61,6 +62,14 @@ class RunDir:
 
     def summary(self) -> dict:
         return json.loads(self.summary_path.read_text())
+
+    def finished_as(self, cfg: Config) -> bool:
+        """Whether a run here finished under this seppo version with the config `cfg` resolves to
+        (its output folder, `overwrite`, `resume` and logging aside). Training is bit-identical run
+        to run on one machine (tests/test_reproducibility.py), so such a run is the one `cfg` would train."""
+        if not (self.summary_path.is_file() and self.config_path.is_file()):
+            return False
+        return self.summary().get("seppo_version") == __version__ and _what_decides(self.config()) == _what_decides(cfg)
 
     def snapshots(self) -> dict[int, Path]:
         """The pool's snapshots {J: pool/theta-J.safetensors}, by J."""
@@ -114,6 +123,14 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         self.summary_path.write_text(json.dumps(summary, indent=1))
+
+
+def _what_decides(cfg: Config) -> dict:
+    """The config fields a run's results depend on."""
+    fields = to_dict(cfg)
+    for key in ("output_dir", "overwrite", "resume", "log"):
+        fields.pop(key)
+    return fields
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -37,7 +37,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from seppo import paths, trackers
+from seppo import __version__, paths, trackers
 from seppo.backbone import expected_warnings_silenced, load_backbone
 from seppo.checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from seppo.config import Config, to_dict
@@ -270,7 +270,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     final_unet = _gathered_policy(backbone, is_main) if sharded else backbone.unet
     if is_main:
         export_final(backbone, model_path, run.path, cfg, data_summary=data_summary.as_dict(), unet=final_unet)
-        run.write_summary({"method": cfg.method, "updates": total, "effective_batch": effective,
+        run.write_summary({"method": cfg.method, "seppo_version": __version__, "updates": total, "effective_batch": effective,
                            "wall_seconds": round(time.time() - wall0, 1), "data": data_summary.as_dict(),
                            "reference_draws": pool.draws, "bad_steps": bad_total})
     accelerator.wait_for_everyone()

@@ -22,8 +22,8 @@ import yaml
 DEMO_CONFIG = Path(str(files("seppo") / "configs" / "digits.yaml"))
 SELECTED = Path(str(files("seppo") / "configs" / "selected.yaml"))
 
-QUICK_WORLD = ["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.pairs_per_digit=6", "pretrain.judge_pairs_per_digit=6",
-               "pretrain.generator_steps=4"]
+QUICK_WORLD = ["pretrain.steps=30", "pretrain.strong_extra_steps=30", "pretrain.batch_size=16", "pretrain.pairs_per_digit=6",
+               "pretrain.judge_pairs_per_digit=6", "pretrain.generator_steps=4"]
 QUICK = [*QUICK_WORLD, "train.iterations=2", "train.updates_per_iteration=2", "train.batch_size=4", "sampler.steps=2",
          "checkpoints.every=0", "log.progress=false", "log.report_to=none"]
 
