@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from seppo import paths
 from seppo.benchmark_tables import write_outputs
@@ -42,7 +43,7 @@ from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
 from seppo.embedded.preference import ensure_preference_judge
 from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
-from seppo.evaluate import evaluate, sample_plan
+from seppo.evaluate import EvalResult, evaluate, sample_plan
 from seppo.methods import ARMS
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import write_page
@@ -165,12 +166,28 @@ class Benchmark:
         check_disjoint(self.validation_plan, self.final_plan)
         self.world_config = self.out / "world.yaml"  # names the world whose judge pairs fit the learned judge
 
-    def _evaluate(self, models: list[str], names: list[str], eval_seed: int, per_prompt: int, out: Path, judges):
-        return evaluate(models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
-                        judge_paths={"preference": {"config": str(self.world_config)}},
-                        per_prompt=per_prompt, steps=self.plan.eval_steps, guidance=self.plan.eval_guidance,
-                        resolution=self.cfg.data.resolution, out=out, progress=self.progress,
-                        unit=IMAGE_UNIT)
+    def _evaluate_many(self, requests: list[tuple[list[str], list[str], int, int, Path, Sequence[str]]]) -> list[tuple]:
+        """(scores, diversity) of each (models, names, eval_seed, per_prompt, out, judges): one alone
+        in this process, several `jobs` at a time in subprocesses, each on one thread like the
+        training runs, so the scores do not depend on how they were spread."""
+        calls = [dict(models=models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
+                      judge_paths={"preference": {"config": str(self.world_config)}}, per_prompt=per_prompt,
+                      steps=self.plan.eval_steps, guidance=self.plan.eval_guidance, resolution=self.cfg.data.resolution,
+                      out=str(out), progress=False, unit=list(IMAGE_UNIT))
+                 for models, names, eval_seed, per_prompt, out, judges in requests]
+        if self.jobs <= 1 or len(calls) <= 1:
+            return [_evaluate_here(call) for call in calls]
+        bar = tqdm(total=len(calls), desc="evaluate", unit="set", disable=not self.progress)
+
+        def one(call: dict) -> tuple:
+            result = _evaluate_apart(call)
+            bar.update()
+            return result
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            results = list(pool.map(one, calls))
+        bar.close()
+        return results
 
     # ─── phase 1: tuning ───
     def tune(self) -> tuple[dict[str, dict], pd.DataFrame]:
@@ -209,19 +226,16 @@ class Benchmark:
 
     def _validation_scores(self, method: str, points: list[dict]) -> pd.DataFrame:
         """Mean selection-judge score of each tuning run on the validation keys (cached per run)."""
-        rows = []
-        for p in points:
-            for i in range(self.plan.tune_seeds):
-                run_dir = self._tune_dir(method, p, i)
-                cached = run_dir / "validation.json"
-                if not cached.is_file():
-                    result = self._evaluate([str(run_dir)], [run_dir.name], VALIDATION_EVAL_SEED,
-                                            self.plan.validation_per_prompt, run_dir / "validation",
-                                            [self.plan.select_judge])
-                    score = float(result.scores[self.plan.select_judge].mean())
-                    cached.write_text(json.dumps({"score": score, "judge": self.plan.select_judge,
-                                                  "keys": len(result.scores)}))
-                rows.append({**p, "seed": TUNE_SEED0 + i, "score": json.loads(cached.read_text())["score"]})
+        runs = [(p, i, self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
+        todo = [run_dir for _, _, run_dir in runs if not (run_dir / "validation.json").is_file()]
+        judge = self.plan.select_judge
+        results = self._evaluate_many([([str(d)], [d.name], VALIDATION_EVAL_SEED, self.plan.validation_per_prompt,
+                                        d / "validation", [judge]) for d in todo])
+        for run_dir, (scores, _) in zip(todo, results):
+            (run_dir / "validation.json").write_text(json.dumps({"score": float(scores[judge].mean()), "judge": judge,
+                                                                 "keys": len(scores)}))
+        rows = [{**p, "seed": TUNE_SEED0 + i, "score": json.loads((d / "validation.json").read_text())["score"]}
+                for p, i, d in runs]
         return pd.DataFrame(rows)
 
     # ─── phase 2: final runs ───
@@ -242,15 +256,49 @@ class Benchmark:
         run_all(jobs, self.jobs)
         self.train_seconds = time.time() - t0
         base = str(paths.model_folder(self.cfg))
+        names = (["base"] if "base" in self.plan.arms else []) + list(runs)
+        requests = [(([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs], names,
+                     FINAL_EVAL_SEED + s, self.plan.final_per_prompt, self.out / "eval" / f"s{s}", self.plan.judges)
+                    for s in range(self.plan.seeds)]
         tables = []
-        for s in range(self.plan.seeds):
-            models = ([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs]
-            names = (["base"] if "base" in self.plan.arms else []) + list(runs)
-            result = self._evaluate(models, names, FINAL_EVAL_SEED + s, self.plan.final_per_prompt,
-                                    self.out / "eval" / f"s{s}", self.plan.judges)
-            table = result.scores.rename(columns={"model": "arm"})
-            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(result.diversity)))
+        for s, (scores, diversity) in enumerate(self._evaluate_many(requests)):
+            table = scores.rename(columns={"model": "arm"})
+            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(diversity)))
         return pd.concat(tables, ignore_index=True), runs
+
+
+def _evaluate_here(call: dict) -> tuple[pd.DataFrame, dict]:
+    """`seppo.evaluate.evaluate(**call)` in this process, on one thread: per-image scores, diversity."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = evaluate(**call)
+    finally:
+        torch.set_num_threads(before)
+    return result.scores, result.diversity
+
+
+def _evaluate_apart(call: dict) -> tuple[pd.DataFrame, dict]:
+    """The same in a subprocess of its own: it writes `call["out"]`, read back here."""
+    out = Path(call["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "call.json").write_text(json.dumps(call))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
+    code = "import sys; from seppo.benchmark import evaluate_call_file; evaluate_call_file(sys.argv[1])"
+    with open(out / "eval.log", "w") as log:
+        done = subprocess.run([sys.executable, "-c", code, str(out / "call.json")], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    if done.returncode != 0:
+        raise SeppoError(f"benchmark evaluation into {out} failed (exit {done.returncode}); see {out / 'eval.log'}")
+    result = EvalResult.read(out)
+    return result.scores, result.diversity
+
+
+def evaluate_call_file(path: str) -> None:
+    """The subprocess side of `_evaluate_apart`: `evaluate(**call)` from its JSON, which writes `out`."""
+    _evaluate_here(json.loads(Path(path).read_text()))
 
 
 def _grid_points(axes: dict[str, list[float]]) -> list[dict]:
