@@ -8,7 +8,16 @@ import pandas as pd
 import pytest
 from test_report import Page, decode
 
-from seppo.benchmark import FINAL_EVAL_SEED, VALIDATION_EVAL_SEED, BenchmarkPlan, check_disjoint, run_benchmark, select, widen
+from seppo.benchmark import (
+    FINAL_EVAL_SEED,
+    VALIDATION_EVAL_SEED,
+    BenchmarkPlan,
+    _evaluate_here,
+    check_disjoint,
+    run_benchmark,
+    select,
+    widen,
+)
 from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
 from seppo.errors import SeppoError
 from seppo.evaluate import sample_plan
@@ -95,6 +104,11 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     # each seed set has its own evaluation keys, the same for every arm of that seed
     keys = scores.groupby(["train_seed", "arm"])["key"].apply(frozenset).unstack()
     assert keys.loc[0, "base"] == keys.loc[0, "seppo"] and keys.loc[0, "base"] != keys.loc[1, "base"]
+    # the two seed sets were scored at once, each in a subprocess; scored here instead, the same numbers
+    call = json.loads((tmp_path / "eval" / "s0" / "call.json").read_text())
+    here, _ = _evaluate_here({**call, "out": None})
+    pd.testing.assert_frame_equal(here, pd.read_parquet(tmp_path / "eval" / "s0" / "scores.parquet"),
+                                  check_exact=True, check_dtype=False)
     assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
     # the HTML report: the seed-level table first, then seed 0's final models side by side
     text = (tmp_path / "report.html").read_text()
