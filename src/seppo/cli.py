@@ -4,7 +4,7 @@
     seppo train CONFIG [key=value ...]        align a model (method: seppo, sft, dpo, spin, ditto)
     seppo sample MODEL --prompt P --n N       write a PNG grid
     seppo eval MODEL [MODEL ...]              score models with judges, print a table
-    seppo demo [--quick] [--out DIR]          the embedded default end to end
+    seppo demo [--quick] [--out DIR] [--retrain] the embedded default end to end
     seppo report RUN [RUN ...]                one self-contained HTML report (results first)
     seppo benchmark CONFIG --seeds 8          tune each method, then every arm × training seed
     seppo ablate CONFIG --seeds 3             every arm × training seed at the config's own settings
