@@ -56,6 +56,31 @@ def test_motion_judge_reads_the_direction(real_three):
     assert judge.score([fast], ["a handwritten digit 3 moving right"])[0] == 1.0
 
 
+def test_motion_judge_on_many_real_clips_and_on_random_motion():
+    """≥ 0.9 on real moving clips of every digit and direction; about chance (¼) when every
+    frame step is a random one of the four moves; 0 when nothing moves."""
+    images, labels = real_digits("judge")
+    rng = np.random.default_rng(0)
+    judge = MotionJudge()
+    picks = [int(rng.choice(np.flatnonzero(labels == d))) for d in range(10) for _ in range(3)]  # 30 digits
+    for direction in DIRECTIONS:
+        clips = np.stack([moving_clip(images[i], direction) for i in picks])
+        assert judge.score_arrays(clips, [direction] * len(picks)).mean() >= 0.9, direction
+    moves = list(DIRECTIONS.values())
+    random_clips, still_clips = [], []
+    for i in rng.choice(len(images), 400):
+        frames, shift = [images[i]], np.zeros(2, dtype=int)
+        for _ in range(7):
+            shift += moves[rng.integers(4)]
+            frames.append(np.roll(images[i], tuple(shift), axis=(0, 1)))
+        random_clips.append(np.stack(frames))
+        still_clips.append(np.repeat(images[i][None], 8, axis=0))
+    asked = [list(DIRECTIONS)[k] for k in rng.integers(4, size=400)]
+    random_score = judge.score_arrays(np.stack(random_clips), asked).mean()
+    assert 0.2 <= random_score <= 0.3, random_score
+    assert judge.score_arrays(np.stack(still_clips), asked).mean() == 0.0
+
+
 def test_frame_digit_judge_and_consistency(real_three):
     clip = moving_clip(real_three, "down")
     judge = FrameDigitJudge()
