@@ -166,6 +166,38 @@ def test_train_moves_only_the_motion_modules(quick_demo, method):
     assert all(torch.equal(image_after[k], image_before[k]) for k in image_before), "image weights must stay frozen"
 
 
+def test_video_reference_clips_come_from_the_drawn_reference(quick_demo):
+    """On the video model, clips generated inside as_reference() with snapshot θ_1 loaded equal
+    clips from a policy whose motion modules are θ_1, and differ from the policy's own."""
+    from seppo.backbone import load_backbone
+    from seppo.sampler import generate
+
+    out, summary = quick_demo
+    base = Path(summary["base"])
+
+    def video_backbone():
+        bb = load_backbone(base, motion_adapter=str(base / "motion_adapter"), num_frames=8)
+        bb.setup_training("full")
+        return bb
+
+    backbone = video_backbone()
+    theta1 = {k: v + 0.05 * torch.randn_like(v) for k, v in backbone.trainable_state().items()}
+    assert theta1 and all("motion_modules" in k for k in theta1)  # only the motion modules train
+    backbone.load_reference_state(theta1)
+    cond = backbone.encode_prompts(["a handwritten digit 3 moving left", "a handwritten digit 5 moving up"])
+    kw = dict(shape=backbone.sample_shape(16), seed=0, step=0, indices=[0, 1], steps=2, guidance=3.0)
+    with torch.no_grad():
+        with backbone.as_reference():
+            as_reference = generate(backbone, cond, **kw)
+        as_policy = generate(backbone, cond, **kw)
+        other = video_backbone()
+        other.load_trainable_state(theta1)
+        with_theta1 = generate(other, cond, **kw)
+    assert as_reference.shape == (2, 1, 8, 16, 16)
+    torch.testing.assert_close(as_reference, with_theta1, atol=1e-6, rtol=0)
+    assert not torch.allclose(as_reference, as_policy, atol=1e-3)
+
+
 def test_export_loads_into_animatediff_pipeline(quick_demo):
     """The export is plain diffusers: AnimateDiffPipeline from its folders, no seppo code."""
     from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter, UNet2DConditionModel

@@ -22,10 +22,10 @@ import argparse
 import json
 from pathlib import Path
 
+import calib
 import numpy as np
 import torch
 
-import calib
 from seppo.embedded.budget import EVAL_GUIDANCE
 from seppo.embedded.digits import digit_prompt, real_digits
 from seppo.models import load_for_sampling

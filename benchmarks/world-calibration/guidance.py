@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/guidance")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--name", default="guidance", help="results/NAME.json and .md")
     args = ap.parse_args()
     bench, out = Path(args.bench), Path(args.out)
     arms = {arm: [f"{arm}-s{s}" for s in range(args.seeds)] for arm in ("sft", "dpo")}
@@ -45,8 +46,8 @@ def main() -> None:
             lines.append(f"| {g:g} | {arm} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     (calib.HERE / "results").mkdir(exist_ok=True)
-    (calib.HERE / "results" / "guidance.json").write_text(json.dumps({"bench": str(bench), "results": results}, indent=1))
-    (calib.HERE / "results" / "guidance.md").write_text(table + "\n")
+    (calib.HERE / "results" / f"{args.name}.json").write_text(json.dumps({"bench": str(bench), "results": results}, indent=1))
+    (calib.HERE / "results" / f"{args.name}.md").write_text(table + "\n")
     print(table)
 
 
