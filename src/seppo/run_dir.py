@@ -66,7 +66,7 @@ class RunDir:
     def finished_as(self, cfg: Config) -> bool:
         """Whether a run here finished under this seppo version with the config `cfg` resolves to
         (its output folder, `overwrite`, `resume` and logging aside). Training is bit-identical run
-        to run on one machine (tests/test_reproducibility.py), so such a run is the one `cfg` would train."""
+        to run on one machine (tests/test_train.py), so such a run is the one `cfg` would train."""
         if not (self.summary_path.is_file() and self.config_path.is_file()):
             return False
         return self.summary().get("seppo_version") == __version__ and _what_decides(self.config()) == _what_decides(cfg)
