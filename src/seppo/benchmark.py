@@ -127,15 +127,19 @@ def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
     if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted benchmark resumes
         return run_dir
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
     command = [sys.executable, "-m", "seppo", "train", str(config), *overrides, f"output_dir={run_dir}",
                "overwrite=true", "log.progress=false"]
-    log_path = run_dir.parent / f"{run_dir.name}.log"
+    _one_thread(command, run_dir.parent / f"{run_dir.name}.log", f"benchmark run {run_dir.name}")
+    return run_dir
+
+
+def _one_thread(command: list[str], log_path: Path, what: str) -> None:
+    """Run `command` on one torch thread in a session of its own, its output in `log_path`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
     with open(log_path, "w") as log:
         done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     if done.returncode != 0:
-        raise SeppoError(f"benchmark run {run_dir.name} failed (exit {done.returncode}); see {log_path}")
-    return run_dir
+        raise SeppoError(f"{what} failed (exit {done.returncode}); see {log_path}")
 
 
 def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
@@ -285,13 +289,8 @@ def _evaluate_apart(call: dict) -> tuple[pd.DataFrame, dict]:
     out = Path(call["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "call.json").write_text(json.dumps(call))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
     code = "import sys; from seppo.benchmark import evaluate_call_file; evaluate_call_file(sys.argv[1])"
-    with open(out / "eval.log", "w") as log:
-        done = subprocess.run([sys.executable, "-c", code, str(out / "call.json")], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    if done.returncode != 0:
-        raise SeppoError(f"benchmark evaluation into {out} failed (exit {done.returncode}); see {out / 'eval.log'}")
+    _one_thread([sys.executable, "-c", code, str(out / "call.json")], out / "eval.log", f"benchmark evaluation into {out}")
     result = EvalResult.read(out)
     return result.scores, result.diversity
 
