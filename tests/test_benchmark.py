@@ -16,6 +16,7 @@ from seppo.benchmark import (
     check_disjoint,
     run_benchmark,
     select,
+    select_guidance,
     widen,
 )
 from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
@@ -42,6 +43,14 @@ def test_selection_takes_the_best_mean_over_seeds_and_ties_go_to_the_smaller_lr(
     assert select(scores, ["train.lr"]) == {"train.lr": 1e-5}
     scores.loc[0, "score"] = 0.6  # 1e-4 → 0.65
     assert select(scores, ["train.lr"]) == {"train.lr": 1e-4}
+
+
+def test_guidance_selection_takes_the_best_mean_and_ties_go_to_the_shared_scale():
+    scores = pd.DataFrame({"guidance": [2.0, 2.0, 3.0, 3.0, 4.0, 4.0], "score": [6.0, 6.4, 6.1, 6.1, 5.0, 5.2]})
+    assert select_guidance(scores, 3.0) == 2.0  # means 6.2, 6.1, 5.1
+    scores.loc[1, "score"] = 6.2  # 2.0 → 6.1: a tie with 3.0, the shared scale wins
+    assert select_guidance(scores, 3.0) == 3.0
+    assert select_guidance(scores[scores["guidance"] != 3.0], 3.0) == 2.0
 
 
 def test_tuning_never_reads_the_final_evaluation_keys():
@@ -91,7 +100,7 @@ def test_comparisons_name_base_baselines_and_ablations():
 def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     plan = BenchmarkPlan(seeds=2, tune_seeds=1, lrs=[1e-4], betas=[2000.0], max_widen=0, select_judge="digit",
                          judges=["digit"], validation_per_prompt=1, final_per_prompt=1, eval_steps=2,
-                         arms=["base", "sft", "seppo"])
+                         arms=["base", "sft", "seppo"], guidances=[2.0, 3.0])
     md = run_benchmark(ROOT / "configs/digits-seppo.yaml", out=tmp_path, plan=plan, quick=True, jobs=2, progress=False)
     text = md.read_text()
     assert "| seppo − base | digit |" in text and "## Selected settings" in text
@@ -110,6 +119,24 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     pd.testing.assert_frame_equal(here, pd.read_parquet(tmp_path / "eval" / "s0" / "scores.parquet"),
                                   check_exact=True, check_dtype=False)
     assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
+    # phase 3: each family's scale chosen on validation keys from the base and the tuning runs only
+    guided = data["guided"]
+    grid = pd.DataFrame(guided["grid"])
+    assert sorted(grid["run"].unique()) == ["base", "seppo-lr0.0001-beta2000-s1000", "sft-lr0.0001-s1000"]
+    assert len(grid) == 3 * 2 and "## Every arm at its own guidance scale" in md.read_text()
+    for family, rows in grid.groupby("model"):
+        assert guided["arms"][family] == select_guidance(rows, 3.0)
+    by_scale = pd.read_parquet(tmp_path / "scores-guided.parquet")
+    assert len(by_scale) == len(scores) and set(by_scale["train_seed"]) == {0, 1}
+    for arm, scale in guided["arms"].items():
+        rows = by_scale[by_scale["arm"] == arm].sort_values(["train_seed", "key"]).reset_index(drop=True)
+        assert set(rows["guidance"]) == {scale}
+        shared = scores[scores["arm"] == arm].sort_values(["train_seed", "key"]).reset_index(drop=True)
+        assert list(rows["key"]) == list(shared["key"])  # the same final keys at whatever scale
+        if scale == 3.0:  # kept from the shared table
+            pd.testing.assert_frame_equal(rows, shared, check_exact=True)
+        else:  # sampled again at its own scale
+            assert (tmp_path / "eval-guided" / f"s0-g{scale:g}").is_dir() and not rows["digit"].equals(shared["digit"])
     # the HTML report: the seed-level table first, then seed 0's final models side by side
     text = (tmp_path / "report.html").read_text()
     parsed = Page(text)

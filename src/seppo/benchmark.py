@@ -12,6 +12,12 @@ Two phases, each a set of `seppo train` runs (one thread each, `jobs` at a time)
    the two key sets are disjoint, or the benchmark stops). The ablation arms (flipper and
    reference variants, SPIN and DITTO presets) use SePPO's selected settings, as the paper's
    Table 5 does. Every arm has the same updates and examples seen.
+3. **Guidance** (GA-Eval, arXiv 2602.22570: an update can act like more classifier-free
+   guidance, and a judge then rewards the scale, not the method). The base, and each tuned
+   method at its selected point (its tuning runs), is scored on the validation keys at every
+   scale of `guidances`; the best mean selection-judge score picks each one's own scale
+   (ablation arms take SePPO's). Every arm is then evaluated on the final keys at its own
+   scale too: a second, guidance-aware table beside the one at the shared scale.
 
 Training seed s of every arm is evaluated on its own evaluation set (eval seed
 `FINAL_EVAL_SEED + s`), and the untrained base on all of them, so the arms are paired by
@@ -31,7 +37,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -76,6 +82,20 @@ class BenchmarkPlan:
     eval_guidance: float = EVAL_GUIDANCE
     arms: list = field(default_factory=lambda: list(ARMS))
     tune: bool = True  # False: every arm at the config's own settings (no selection)
+    # Evaluation scales each arm's own is selected from on validation keys (phase 3); [] skips it.
+    guidances: list = field(default_factory=lambda: [2.0, 2.5, 3.0, 3.5, 4.0])
+
+
+class EvalRequest(NamedTuple):
+    """One evaluation: `models` (named `names`) on eval seed `eval_seed`'s keys at `guidance`."""
+
+    models: list
+    names: list
+    eval_seed: int
+    per_prompt: int
+    out: Path
+    judges: Sequence[str]
+    guidance: float
 
 
 # ---------------------------------------------------------------- the grid
@@ -97,6 +117,14 @@ def _round(x: float) -> float:
     k = math.floor(math.log10(x))
     candidates = [m * 10.0 ** e for e in (k, k + 1) for m in (1, 2, 3, 5)]
     return float(f"{min(candidates, key=lambda c: abs(math.log(c / x))):.3g}")
+
+
+def select_guidance(scores: pd.DataFrame, default: float) -> float:
+    """The scale with the highest mean score over a model's runs; ties go to the one nearest
+    `default` (the shared evaluation scale). `scores`: one row per (run, scale): `guidance`, `score`."""
+    means = scores.groupby("guidance")["score"].mean().reset_index()
+    means["distance"] = (means["guidance"] - default).abs()
+    return float(means.sort_values(["score", "distance"], ascending=[False, True]).iloc[0]["guidance"])
 
 
 def select(scores: pd.DataFrame, settings: Sequence[str]) -> dict:
@@ -170,15 +198,15 @@ class Benchmark:
         check_disjoint(self.validation_plan, self.final_plan)
         self.world_config = self.out / "world.yaml"  # names the world whose judge pairs fit the learned judge
 
-    def _evaluate_many(self, requests: list[tuple[list[str], list[str], int, int, Path, Sequence[str]]]) -> list[tuple]:
-        """(scores, diversity) of each (models, names, eval_seed, per_prompt, out, judges): one alone
-        in this process, several `jobs` at a time in subprocesses, each on one thread like the
-        training runs, so the scores do not depend on how they were spread."""
-        calls = [dict(models=models, names=names, prompts=self.prompts, judges=list(judges), seeds=[eval_seed],
-                      judge_paths={"preference": {"config": str(self.world_config)}}, per_prompt=per_prompt,
-                      steps=self.plan.eval_steps, guidance=self.plan.eval_guidance, resolution=self.cfg.data.resolution,
-                      out=str(out), progress=False, unit=list(IMAGE_UNIT))
-                 for models, names, eval_seed, per_prompt, out, judges in requests]
+    def _evaluate_many(self, requests: list[EvalRequest]) -> list[tuple]:
+        """(scores, diversity) of each request: one alone in this process, several `jobs` at a
+        time in subprocesses, each on one thread like the training runs, so the scores do not
+        depend on how they were spread."""
+        calls = [dict(models=r.models, names=r.names, prompts=self.prompts, judges=list(r.judges), seeds=[r.eval_seed],
+                      judge_paths={"preference": {"config": str(self.world_config)}}, per_prompt=r.per_prompt,
+                      steps=self.plan.eval_steps, guidance=r.guidance, resolution=self.cfg.data.resolution,
+                      out=str(r.out), progress=False, unit=list(IMAGE_UNIT))
+                 for r in requests]
         if self.jobs <= 1 or len(calls) <= 1:
             return [_evaluate_here(call) for call in calls]
         bar = tqdm(total=len(calls), desc="evaluate", unit="set", disable=not self.progress)
@@ -233,8 +261,8 @@ class Benchmark:
         runs = [(p, i, self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
         todo = [run_dir for _, _, run_dir in runs if not (run_dir / "validation.json").is_file()]
         judge = self.plan.select_judge
-        results = self._evaluate_many([([str(d)], [d.name], VALIDATION_EVAL_SEED, self.plan.validation_per_prompt,
-                                        d / "validation", [judge]) for d in todo])
+        results = self._evaluate_many([EvalRequest([str(d)], [d.name], VALIDATION_EVAL_SEED, self.plan.validation_per_prompt,
+                                                    d / "validation", [judge], self.plan.eval_guidance) for d in todo])
         for run_dir, (scores, _) in zip(todo, results):
             (run_dir / "validation.json").write_text(json.dumps({"score": float(scores[judge].mean()), "judge": judge,
                                                                  "keys": len(scores)}))
@@ -261,14 +289,73 @@ class Benchmark:
         self.train_seconds = time.time() - t0
         base = str(paths.model_folder(self.cfg))
         names = (["base"] if "base" in self.plan.arms else []) + list(runs)
-        requests = [(([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs], names,
-                     FINAL_EVAL_SEED + s, self.plan.final_per_prompt, self.out / "eval" / f"s{s}", self.plan.judges)
+        requests = [EvalRequest(([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs], names,
+                                FINAL_EVAL_SEED + s, self.plan.final_per_prompt, self.out / "eval" / f"s{s}",
+                                self.plan.judges, self.plan.eval_guidance)
                     for s in range(self.plan.seeds)]
+        return self._final_tables(requests, list(range(self.plan.seeds))), runs
+
+    def _final_tables(self, requests: list[EvalRequest], seeds: list[int]) -> pd.DataFrame:
+        """The final keys' per-image scores of each request (training seed `seeds[i]`), one table."""
         tables = []
-        for s, (scores, diversity) in enumerate(self._evaluate_many(requests)):
+        for s, request, (scores, diversity) in zip(seeds, requests, self._evaluate_many(requests)):
             table = scores.rename(columns={"model": "arm"})
-            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(diversity)))
-        return pd.concat(tables, ignore_index=True), runs
+            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(diversity), guidance=request.guidance))
+        return pd.concat(tables, ignore_index=True)
+
+    # ─── phase 3: each arm at its own guidance scale ───
+    def guidance_of_arms(self, selected: dict[str, dict]) -> tuple[dict[str, float], pd.DataFrame]:
+        """Each arm's own evaluation scale, and every validation score it was chosen from: the
+        base on its own, each tuned method on its tuning runs at the selected point (the final
+        runs are never looked at); the ablation arms take their method's (SePPO's)."""
+        families = {"base": [("base", str(paths.model_folder(self.cfg)))]} if "base" in self.plan.arms else {}
+        for method, point in selected.items():
+            dirs = [self._tune_dir(method, point, i) for i in range(self.plan.tune_seeds)]
+            families[method] = [(d.name, str(d)) for d in dirs]
+        judge, root = self.plan.select_judge, self.out / "tuning" / "guidance"
+        cells = [(family, run, model, g) for family, members in families.items() for run, model in members
+                 for g in self.plan.guidances]
+        saved = {cell: root / f"g{cell[3]:g}" / f"{cell[1]}.json" for cell in cells}
+        todo: dict[float, list[tuple[str, str]]] = {}  # per scale, one evaluation of every model not yet scored
+        for family, run, model, g in cells:
+            if not saved[(family, run, model, g)].is_file():
+                todo.setdefault(g, []).append((run, model))
+        requests = [EvalRequest([m for _, m in members], [r for r, _ in members], VALIDATION_EVAL_SEED,
+                                self.plan.validation_per_prompt, root / f"g{g:g}", [judge], g) for g, members in todo.items()]
+        for request, (scores, _) in zip(requests, self._evaluate_many(requests)):
+            for run, rows in scores.groupby("model"):
+                (request.out / f"{run}.json").write_text(json.dumps({"score": float(rows[judge].mean()), "judge": judge,
+                                                                     "keys": len(rows)}))
+        grid = pd.DataFrame([{"model": family, "run": run, "guidance": g,
+                              "score": json.loads(saved[(family, run, model, g)].read_text())["score"]}
+                             for family, run, model, g in cells])
+        own = {family: select_guidance(rows, self.plan.eval_guidance) for family, rows in grid.groupby("model")}
+        grid["selected"] = grid["guidance"] == grid["model"].map(own)
+        arms = {arm: own.get("base" if ARMS[arm] is None else ARMS[arm][0], self.plan.eval_guidance)
+                for arm in self.plan.arms}
+        return arms, grid
+
+    def final_guided(self, arm_guidance: dict[str, float], runs: dict[str, list[Path]],
+                     scores: pd.DataFrame) -> pd.DataFrame:
+        """The final keys' scores with every arm at its own scale: an arm whose scale is the shared
+        one keeps its rows from `scores`; the others are evaluated (per seed, one set per scale)."""
+        shared = self.plan.eval_guidance
+        base = str(paths.model_folder(self.cfg))
+        arms = [a for a in self.plan.arms if a == "base" or a in runs]
+        requests, seeds = [], []
+        for s in range(self.plan.seeds):
+            by_scale: dict[float, list[str]] = {}
+            for arm in arms:
+                if arm_guidance[arm] != shared:
+                    by_scale.setdefault(arm_guidance[arm], []).append(arm)
+            for g, group in sorted(by_scale.items()):
+                models = [base if a == "base" else str(runs[a][s]) for a in group]
+                requests.append(EvalRequest(models, group, FINAL_EVAL_SEED + s, self.plan.final_per_prompt,
+                                            self.out / "eval-guided" / f"s{s}-g{g:g}", self.plan.judges, g))
+                seeds.append(s)
+        kept = scores[scores["arm"].map(arm_guidance) == shared]
+        tables = [kept, self._final_tables(requests, seeds)] if requests else [kept]
+        return pd.concat(tables, ignore_index=True)
 
 
 def _evaluate_here(call: dict) -> tuple[pd.DataFrame, dict]:
@@ -323,12 +410,18 @@ def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Pat
         selected, grid = {}, pd.DataFrame()
     tune_seconds = time.time() - wall0
     scores, runs = bench.final(selected)
+    guided = None
+    if plan.tune and plan.guidances:
+        t0 = time.time()
+        arm_guidance, guidance_grid = bench.guidance_of_arms(selected)
+        guided = {"scores": bench.final_guided(arm_guidance, runs, scores), "arms": arm_guidance,
+                  "grid": guidance_grid, "seconds": round(time.time() - t0, 1)}
     timing = {"tune_seconds": round(tune_seconds, 1), "final_train_seconds": round(bench.train_seconds, 1),
-              "total_seconds": round(time.time() - wall0, 1)}
+              **({"guidance_seconds": guided["seconds"]} if guided else {}), "total_seconds": round(time.time() - wall0, 1)}
     table = write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
                           config=str(config), overrides=bench.overrides, timing=timing,
                           keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
-                          world={**_world_settings(bench.cfg), "preference_judge": judge.meta})
+                          world={**_world_settings(bench.cfg), "preference_judge": judge.meta}, guided=guided)
     write_benchmark_report(bench, runs)
     return table
 

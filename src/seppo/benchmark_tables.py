@@ -7,6 +7,7 @@
 | two-level interval  | bootstrap resampling seeds, then images within a seed (JSON only)     |
 | paired difference   | d_s = m_{a,s} − m_{b,s} (same seed, base, data order, images); t-interval, paired-t p |
 | within-run precision | image-level bootstrap of seed 0's images: one run's precision only   |
+| guidance-aware table | the same, every arm sampled at its own scale (chosen on validation keys) |
 
 The untrained base has no training seed: its "seeds" are the S evaluation sets, so its
 interval counts image sampling only, and it is labelled so. A difference whose interval
@@ -137,6 +138,25 @@ def tuning_markdown(grid: pd.DataFrame, selected: dict, judge: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def guidance_markdown(grid: pd.DataFrame, arm_guidance: dict[str, float], judge: str) -> str:
+    """The validation score of each model family at each scale (`grid`: model, run, guidance,
+    score, selected), the chosen one in bold, and which scale every arm was evaluated at."""
+    scales = sorted(set(grid["guidance"]))
+    lines = [f"Validation score: mean `{judge}` on the validation keys (the base; each tuned method's tuning runs "
+             "at its selected point, per run in brackets). The final runs are never looked at.", "",
+             "| model | " + " | ".join(f"guidance {g:g}" for g in scales) + " |", "|---" * (len(scales) + 1) + "|"]
+    for family, rows in grid.groupby("model", sort=False):
+        cells = []
+        for g in scales:
+            at = rows[rows["guidance"] == g]
+            text = f"{at['score'].mean():.4f}" + (f" ({', '.join(f'{v:.4f}' for v in at['score'])})" if len(at) > 1 else "")
+            cells.append(f"**{text}**" if at["selected"].all() else text)
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += ["", "Scale each arm is evaluated at: " + ", ".join(f"{a} {g:g}" for a, g in arm_guidance.items())
+              + " (ablation arms take SePPO's)."]
+    return "\n".join(lines) + "\n"
+
+
 def plot_arms(summary: list[dict], arms: Sequence[str], path: Path) -> None:
     judges = list(dict.fromkeys(r["judge"] for r in summary))
     fig = Figure(figsize=(3.2 * len(judges) + 1, 3.8), constrained_layout=True)
@@ -180,8 +200,10 @@ def plot_tuning(grid: pd.DataFrame, selected: dict, path: Path) -> None:
 
 
 def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict, grid: pd.DataFrame, plan,
-                  config: str, overrides: list, timing: dict, keys: dict, world: dict) -> Path:
-    """benchmark.md, benchmark.json, selected.yaml, scores.parquet, benchmark.png, tuning.png."""
+                  config: str, overrides: list, timing: dict, keys: dict, world: dict, guided: dict | None = None) -> Path:
+    """benchmark.md, benchmark.json, selected.yaml, scores.parquet, benchmark.png, tuning.png; with
+    `guided` (every arm at its own scale: scores, arms' scales, validation grid) the guidance-aware
+    table too, and scores-guided.parquet, benchmark-guided.png."""
     arms = [a for a in plan.arms if a in set(scores["arm"])]
     judges = [j for j in plan.judges if j in scores]
     summary = arm_summary(scores, judges, arms)
@@ -204,7 +226,23 @@ def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict
     text = markdown(summary, paired, arms=arms, judges=judges, extra=extra, header=header)
     text += "\n## Selected settings\n\n" + tuning_markdown(grid, selected, plan.select_judge)
     text += ("\nThe ablation arms (indicator, no flipper, initial, latest, spin, ditto) use SePPO's selected "
-             f"settings.\n\nTiming: {json.dumps(timing)}\n")
+             "settings.\n")
+    guided_json = None
+    if guided is not None:
+        g_summary = arm_summary(guided["scores"], judges, arms)
+        g_paired = paired_summary(guided["scores"], judges, arms)
+        shared = plan.eval_guidance
+        text += markdown(g_summary, g_paired, arms=arms, judges=judges,
+                         extra={"guidance": {a: f"{guided['arms'][a]:g}" for a in arms}},
+                         header=f"\n## Every arm at its own guidance scale\n\nThe table above samples every arm at "
+                                f"guidance {shared:g}, the base's own best. An update can act like more guidance, and a "
+                                "judge then rewards the scale rather than the method (GA-Eval, arXiv 2602.22570); here "
+                                "each arm is sampled at its own scale, chosen on validation keys, on the same final keys.")
+        text += "\n### Guidance selected on validation keys\n\n" + guidance_markdown(guided["grid"], guided["arms"],
+                                                                                     plan.select_judge)
+        guided_json = {"arms": guided["arms"], "grid": guided["grid"].to_dict(orient="records"), "summary": g_summary,
+                       "paired": g_paired}
+    text += f"\nTiming: {json.dumps(timing)}\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.md").write_text(text)
     (out / "selected.yaml").write_text(yaml.safe_dump({m: {k: float(v) for k, v in p.items()}
@@ -212,9 +250,12 @@ def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict
     (out / "benchmark.json").write_text(json.dumps({
         "config": config, "overrides": overrides, "plan": asdict(plan), "selected": selected,
         "grid": grid.to_dict(orient="records"), "summary": summary, "paired": paired, "timing": timing,
-        "keys": keys, "world": world, "extra": extra}, indent=1, default=float))
+        "keys": keys, "world": world, "extra": extra, "guided": guided_json}, indent=1, default=float))
     scores.to_parquet(out / "scores.parquet", index=False)
     plot_arms(summary, arms, out / "benchmark.png")
+    if guided is not None:
+        guided["scores"].to_parquet(out / "scores-guided.parquet", index=False)
+        plot_arms(guided_json["summary"], arms, out / "benchmark-guided.png")
     if not grid.empty:
         plot_tuning(grid, selected, out / "tuning.png")
     return out / "benchmark.md"
