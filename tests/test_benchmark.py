@@ -142,6 +142,7 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     parsed = Page(text)
     assert parsed.sections == ["results", "side-by-side", "curves", "pool", "config"]
     assert "2 training seeds" in text and text.index("<table") < text.index('id="side-by-side"')
+    assert text.index("Every arm at its own guidance scale") < text.index('id="side-by-side"')
     cells = [alt for _, alt in parsed.images if " — " in alt]
     assert {alt.split(" — ")[1].split(" ")[0] for alt in cells} >= {"base", "sft", "seppo"}
     for src, _ in parsed.images:

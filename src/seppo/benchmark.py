@@ -439,6 +439,15 @@ def write_benchmark_report(bench: Benchmark, runs: dict[str, list[Path]]) -> Pat
     arms = [a for a in bench.plan.arms if a == "base" or a in runs]
     headline = seed_headline(data["summary"], data["paired"], arms=arms, primary=bench.plan.select_judge,
                              notes=JUDGE_NOTES, extra=data["extra"])
+    if data.get("guided"):
+        scales = {arm: f"{data['guided']['arms'][arm]:g}" for arm in arms}
+        headline += (f"<h3>Every arm at its own guidance scale</h3><p class=\"note\">Above, every arm is sampled at "
+                     f"guidance {bench.plan.eval_guidance:g}. Here each arm is sampled at its own scale, chosen on "
+                     "validation keys (the base; each tuned method's tuning runs; ablation arms take SePPO's), on the "
+                     "same final keys: an update that acts like more guidance is not rewarded for the scale alone "
+                     "(GA-Eval, arXiv 2602.22570).</p>"
+                     + seed_headline(data["guided"]["summary"], data["guided"]["paired"], arms=arms,
+                                     primary=bench.plan.select_judge, notes=JUDGE_NOTES, extra={"guidance": scales}))
     seed0 = {arm: dirs[0] for arm, dirs in runs.items()}
     columns = {"base": (str(paths.model_folder(bench.cfg)), None)} | {arm: (str(d), None) for arm, d in seed0.items()}
     comparison = by_sampling(columns, bench.prompts, seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
