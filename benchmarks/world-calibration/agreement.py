@@ -28,8 +28,8 @@ import argparse
 import json
 
 import numpy as np
-
 from calib import CONFIG, HERE
+
 from seppo.config import load_config
 from seppo.embedded.judge import load_annotator, load_digit_judge, preference_label
 from seppo.embedded.preference import FitSettings, agreement, fit_reward_model, holdout_mask, read_pairs
