@@ -4,15 +4,28 @@ import json
 import time
 from html.parser import HTMLParser
 
+import torch
+
 from seppo.cli import main
-from seppo.embedded.budget import selected_overrides
+from seppo.config import load_config
+from seppo.embedded.budget import DEMO_CONFIG, QUICK, selected_overrides
+from seppo.embedded.preference import preference_judge_path
 
 
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
+    # the learned judge not yet fitted (its pairs may be cached by an earlier test): built beside the runs
+    world = load_config(DEMO_CONFIG, QUICK).pretrain
+    judge_file = preference_judge_path(world)
+    earlier = torch.load(judge_file, weights_only=True) if judge_file.exists() else None
+    judge_file.unlink(missing_ok=True)
     t0 = time.time()
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     seconds = time.time() - t0
     out = capsys.readouterr().out
+    assert "building the learned preference judge beside the training runs" in out and judge_file.exists()
+    if earlier is not None:  # built in a subprocess, the same judge as built in process
+        rebuilt = torch.load(judge_file, weights_only=True)
+        assert all(torch.equal(rebuilt["state_dict"][k], v) for k, v in earlier["state_dict"].items())
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [r["model"] for r in summary["rows"]] == ["base", "sft", "dpo", "seppo"]
     for row in summary["rows"]:
@@ -41,7 +54,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     table = (tmp_path / "table.md").read_text()
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("reusing the finished run") == 3
+    assert out.count("reusing the finished run") == 3 and "beside the training runs" not in out
     assert {m: (tmp_path / "runs" / m / "final").stat().st_mtime_ns for m in final_files} == final_files
     assert (tmp_path / "table.md").read_text() == table
 

@@ -11,20 +11,31 @@
    intervals over images, diversity, flip rate and wall time. One training seed per method:
    the table is illustrative; `seppo benchmark` gives intervals over training seeds;
 4. a report folder: sample grids, curves, `summary.json`, `table.md` and `report.html`.
+
+Only the evaluation needs the learned judge, so on a first run its own pairs and fit are built
+in a subprocess beside the training runs (with this process's torch threads: the same bits as
+building it here), and the evaluation waits for it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import torch
 
 from seppo import paths
 from seppo.api import record_in_cards
 from seppo.config import load_config, save_config
 from seppo.embedded.budget import DEMO_CONFIG, EVAL_GUIDANCE, EVAL_STEPS, IMAGE_JUDGES, IMAGE_UNIT, QUICK, selected_overrides
-from seppo.embedded.preference import ensure_preference_judge
+from seppo.embedded.preference import ensure_preference_judge, preference_judge_path
 from seppo.embedded.world import ensure_pick_a_digit, ensure_world
+from seppo.errors import SeppoError
 from seppo.evaluate import evaluate
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import plot_curves, write_report
@@ -43,32 +54,42 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retra
     common = [*(QUICK if quick else []), *overrides, "overwrite=true", "log.report_to=none"]
     base_cfg = load_config(DEMO_CONFIG, common)
 
-    # 1. base model and preference data
+    # 1. base model and preference data; the learned judge, if not cached, built beside step 2
     t0 = time.time()
     ensure_world(base_cfg)
     base = paths.model_folder(base_cfg)
     _, data_stats = ensure_pick_a_digit(base_cfg.pretrain)
-    judge_meta = ensure_preference_judge(base_cfg.pretrain, progress=base_cfg.log.progress).meta
     world = out / "world.yaml"  # names the world whose judge pairs fit the learned judge (--quick builds a toy one)
     save_config(base_cfg, world)
-    setup_seconds = time.time() - t0
     print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' digit-judge reward "
           f"{data_stats['winner_reward']:.3f} vs the base's own samples {data_stats['base_reward']:.3f} "
           f"(gap {data_stats['winner_minus_base']:+.3f}); annotator-utility gap winner − loser "
-          f"{data_stats['utility_gap_mean']:.3f} (median {data_stats['utility_gap_median']:.3f}); learned preference judge: "
-          f"{judge_meta['heldout_agreement']:.1%} held-out agreement with the annotator")
-
-    # 2. the three methods, one budget, each at its selected settings
-    runs, wall = {}, {}
-    for method in METHODS:
-        cfg = load_config(DEMO_CONFIG, [*selected_overrides(method), *common, f"method={method}",
-                                        f"output_dir={out / 'runs' / method}"])
-        run = RunDir(cfg.output_dir)
-        if run.finished_as(cfg) and not retrain:
-            print(f"{method}: reusing the finished run {run.path} (same config and seppo version; --retrain trains it again)")
-        else:
-            train(cfg)
-        runs[method], wall[method] = run.path, run.summary()["wall_seconds"]
+          f"{data_stats['utility_gap_mean']:.3f} (median {data_stats['utility_gap_median']:.3f})")
+    judge_build = None if preference_judge_path(base_cfg.pretrain).exists() else _judge_beside(world, out / "judge.log")
+    setup_seconds = time.time() - t0
+    try:
+        # 2. the three methods, one budget, each at its selected settings
+        runs, wall = {}, {}
+        for method in METHODS:
+            cfg = load_config(DEMO_CONFIG, [*selected_overrides(method), *common, f"method={method}",
+                                            f"output_dir={out / 'runs' / method}"])
+            run = RunDir(cfg.output_dir)
+            if run.finished_as(cfg) and not retrain:
+                print(f"{method}: reusing the finished run {run.path} (same config and seppo version; --retrain trains it again)")
+            else:
+                train(cfg)
+            runs[method], wall[method] = run.path, run.summary()["wall_seconds"]
+        if judge_build is not None:
+            t1 = time.time()
+            _wait(judge_build, out / "judge.log")
+            setup_seconds += time.time() - t1  # what the judge's build added after the runs
+    finally:
+        if judge_build is not None and judge_build.poll() is None:  # training failed: leave nothing running
+            os.killpg(judge_build.pid, signal.SIGKILL)
+            judge_build.wait()
+    judge_meta = ensure_preference_judge(base_cfg.pretrain, progress=base_cfg.log.progress).meta
+    print(f"learned preference judge: {judge_meta['heldout_agreement']:.1%} held-out agreement with the annotator "
+          f"({judge_meta['heldout_decided']} pairs)")
 
     # 3. evaluation: base and the three finals, shared seeds
     per_prompt = 2 if quick else 20
@@ -106,6 +127,24 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retra
     (out / "table.md").write_text(table + "\n")
     print(f"report: {report}\nsummary: {out / 'summary.json'} ({summary['total_seconds']:.0f} s in all)")
     return summary
+
+
+def _judge_beside(world: Path, log: Path) -> subprocess.Popen:
+    """Build the learned judge of `world` (its pairs, then its fit) in a subprocess of its own
+    session, on as many torch threads as this process uses, its output in `log`."""
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "SEPPO_THREADS": threads}
+    code = ("import sys; from seppo.config import load_config; from seppo.embedded.preference import ensure_preference_judge; "
+            "ensure_preference_judge(load_config(sys.argv[1]).pretrain, progress=False)")
+    print(f"building the learned preference judge beside the training runs (log: {log})")
+    with open(log, "w") as sink:
+        return subprocess.Popen([sys.executable, "-c", code, str(world)], env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait(build: subprocess.Popen, log: Path) -> None:
+    if build.wait() != 0:
+        raise SeppoError(f"building the learned preference judge failed (exit {build.returncode}); see {log}")
 
 
 def _last_iteration_mean(run_dir: Path, key: str) -> float | None:

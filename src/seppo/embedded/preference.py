@@ -211,6 +211,14 @@ class PreferenceJudge:
         return self.score_arrays(arrays, digits)
 
 
+def preference_judge_path(cfg, *, seed: int = 0) -> Path:
+    """Where the learned judge of world `cfg` (a `PretrainConfig`) is cached, fitted or not."""
+    blob = json.dumps([paths.pick_a_digit(cfg, seed, "judge", cfg.judge_pairs_per_digit).name, FitSettings().__dict__],
+                      sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return paths.judges() / f"preference-v{PREFERENCE_VERSION}-{key}.pt"
+
+
 def ensure_preference_judge(cfg=None, *, seed: int = 0, progress: bool = True) -> PreferenceJudge:
     """The world's learned judge, fitted on its judge pair set on first use and cached.
 
@@ -219,9 +227,7 @@ def ensure_preference_judge(cfg=None, *, seed: int = 0, progress: bool = True) -
         cfg = default_world()
     n = cfg.judge_pairs_per_digit
     settings = FitSettings()
-    blob = json.dumps([paths.pick_a_digit(cfg, seed, "judge", n).name, settings.__dict__], sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    path = paths.judges() / f"preference-v{PREFERENCE_VERSION}-{key}.pt"
+    path = preference_judge_path(cfg, seed=seed)
     if path.exists():
         saved = torch.load(path, weights_only=True)
         model = RewardNet()
