@@ -118,6 +118,12 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     here, _ = _evaluate_here({**call, "out": None})
     pd.testing.assert_frame_equal(here, pd.read_parquet(tmp_path / "eval" / "s0" / "scores.parquet"),
                                   check_exact=True, check_dtype=False)
+    # validation scores several runs in one evaluation: a model's scores do not depend on its company
+    alone, _ = _evaluate_here({**call, "models": call["models"][-1:], "names": call["names"][-1:], "out": None})
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True),
+                                  here[here["model"] == call["names"][-1]].reset_index(drop=True), check_exact=True)
+    validation = json.loads((tmp_path / "tuning" / "runs" / "sft-lr0.0001-s1000" / "validation.json").read_text())
+    assert validation["judge"] == "digit" and validation["keys"] == 10
     assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
     # phase 3: each family's scale chosen on validation keys from the base and the tuning runs only
     guided = data["guided"]

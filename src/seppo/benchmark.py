@@ -171,12 +171,11 @@ def _one_thread(command: list[str], log_path: Path, what: str) -> None:
 
 
 def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
-    """Train every (config, overrides, run_dir); the first alone, so shared caches are built once."""
-    if not jobs_list:
-        return
-    train_run(*jobs_list[0])
+    """Train every (config, overrides, run_dir), `jobs` at a time. Runs that need the same
+    latent cache may build it at once: seppo.data.cache builds under a temporary name and
+    renames, so one complete copy wins and the other is dropped."""
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(lambda job: train_run(*job), jobs_list[1:]))
+        list(pool.map(lambda job: train_run(*job), jobs_list))
 
 
 class Benchmark:
@@ -257,15 +256,22 @@ class Benchmark:
         return self.out / "tuning" / "runs" / f"{method}-{tag}-s{TUNE_SEED0 + i}"
 
     def _validation_scores(self, method: str, points: list[dict]) -> pd.DataFrame:
-        """Mean selection-judge score of each tuning run on the validation keys (cached per run)."""
+        """Mean selection-judge score of each tuning run on the validation keys (cached per run).
+        The runs not yet scored are split into `jobs` evaluations of several models each (a
+        model's scores do not depend on the others in its evaluation), to start fewer processes."""
         runs = [(p, i, self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
         todo = [run_dir for _, _, run_dir in runs if not (run_dir / "validation.json").is_file()]
         judge = self.plan.select_judge
-        results = self._evaluate_many([EvalRequest([str(d)], [d.name], VALIDATION_EVAL_SEED, self.plan.validation_per_prompt,
-                                                    d / "validation", [judge], self.plan.eval_guidance) for d in todo])
-        for run_dir, (scores, _) in zip(todo, results):
-            (run_dir / "validation.json").write_text(json.dumps({"score": float(scores[judge].mean()), "judge": judge,
-                                                                 "keys": len(scores)}))
+        groups = [todo[k::max(1, self.jobs)] for k in range(max(1, self.jobs)) if todo[k::max(1, self.jobs)]]
+        folder = self.out / "tuning" / "validation"
+        requests = [EvalRequest([str(d) for d in group], [d.name for d in group], VALIDATION_EVAL_SEED,
+                                self.plan.validation_per_prompt, folder / group[0].name, [judge], self.plan.eval_guidance)
+                    for group in groups]
+        for group, (scores, _) in zip(groups, self._evaluate_many(requests)):
+            for run_dir in group:
+                rows = scores[scores["model"] == run_dir.name]
+                (run_dir / "validation.json").write_text(json.dumps({"score": float(rows[judge].mean()), "judge": judge,
+                                                                     "keys": len(rows)}))
         rows = [{**p, "seed": TUNE_SEED0 + i, "score": json.loads((d / "validation.json").read_text())["score"]}
                 for p, i, d in runs]
         return pd.DataFrame(rows)
