@@ -67,9 +67,9 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
+    cfg = load_config(args.config, args.overrides)  # a config error is reported before the heavy imports
     from seppo.api import align
 
-    cfg = load_config(args.config, args.overrides)
     # The embedded world is built before the loop, once per machine (seppo.api.align): the other
     # processes of a multi-process launch wait for this one when the loop sets up.
     try:
