@@ -78,3 +78,28 @@ def test_a_finished_run_is_reused_only_with_the_same_config_and_version(tmp_path
     assert run.finished_as(load_config(None, ["method=sft", "output_dir=elsewhere", "overwrite=true", "log.report_to=none"]))
     assert not run.finished_as(load_config(None, ["method=sft", f"output_dir={tmp_path}", "train.lr=3e-5"]))
     assert not run.finished_as(load_config(None, ["method=dpo", f"output_dir={tmp_path}"]))
+
+
+def test_a_failed_run_leaves_no_judge_build_behind(tmp_path, monkeypatch):
+    import pytest
+
+    import seppo.demo as demo
+    from seppo.errors import SeppoError
+
+    judge_file = preference_judge_path(load_config(DEMO_CONFIG, QUICK).pretrain)
+    judge_file.unlink(missing_ok=True)  # so the demo starts building it beside its runs
+    started = []
+
+    def beside(world, log):
+        started.append(real_beside(world, log))
+        return started[-1]
+
+    def fail(cfg):
+        raise SeppoError("training failed")
+
+    real_beside = demo._judge_beside
+    monkeypatch.setattr(demo, "_judge_beside", beside)
+    monkeypatch.setattr(demo, "train", fail)
+    with pytest.raises(SeppoError, match="training failed"):
+        demo.run_demo(tmp_path, quick=True)
+    assert len(started) == 1 and started[0].poll() is not None  # killed and reaped, not left running
