@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from seppo import paths
 from seppo.api import record_in_cards
@@ -81,7 +82,7 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retra
             runs[method], wall[method] = run.path, run.summary()["wall_seconds"]
         if judge_build is not None:
             t1 = time.time()
-            _wait(judge_build, out / "judge.log")
+            _wait(judge_build, out / "judge.log", progress=base_cfg.log.progress)
             setup_seconds += time.time() - t1  # what the judge's build added after the runs
     finally:
         if judge_build is not None and judge_build.poll() is None:  # training failed: leave nothing running
@@ -142,7 +143,13 @@ def _judge_beside(world: Path, log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _wait(build: subprocess.Popen, log: Path) -> None:
+def _wait(build: subprocess.Popen, log: Path, *, progress: bool = True) -> None:
+    """Wait for the judge's build, showing the time waited; a failed build names its log."""
+    with tqdm(desc=f"waiting for the learned preference judge (log: {log})", bar_format="{desc}: {elapsed}",
+              disable=not progress or build.poll() is not None) as bar:
+        while build.poll() is None:
+            time.sleep(0.5)
+            bar.update()
     if build.wait() != 0:
         raise SeppoError(f"building the learned preference judge failed (exit {build.returncode}); see {log}")
 
