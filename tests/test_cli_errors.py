@@ -27,6 +27,7 @@ from PIL import Image
 
 from seppo import cli
 from seppo.errors import SeppoError
+from seppo.methods import ARMS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(next((p for p in (ROOT / "configs" / "digits-seppo.yaml", ROOT / "src" / "seppo" / "configs" / "digits.yaml")
@@ -337,3 +338,14 @@ def test_sharded_engines_are_refused(capsys, tmp_path, monkeypatch, var, engine,
     monkeypatch.setenv(var, "true")
     line = error_line(capsys, f"output_dir={tmp_path / 'run'}")
     assert f"{engine} through accelerate is not supported" in line and var in line and instead in line
+
+
+def test_benchmark_names_a_bad_arm_or_guidance_list_in_one_line(capsys, tmp_path):
+    for flags, expected in ((["--arms", "base,sft,dpoo"], "--arms: unknown arm 'dpoo'"),
+                            (["--guidances", "2,x"], "--guidances: expected comma-separated numbers or 'none', got '2,x'")):
+        capsys.readouterr()
+        assert cli.main(["benchmark", CONFIG, *flags, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"seppo: error: {expected}; choose from {', '.join(ARMS)}" if "arm" in expected
+                       else f"seppo: error: {expected}"]
+    assert not (tmp_path / "b").exists()  # nothing started

@@ -148,7 +148,12 @@ def cmd_report(args) -> int:
 def cmd_benchmark(args) -> int:
     from seppo.benchmark import BenchmarkPlan, run_benchmark
 
-    plan = BenchmarkPlan(seeds=args.seeds, tune_seeds=args.tune_seeds, tune=args.tune,
+    guidances = getattr(args, "guidances", "none")
+    try:
+        scales = [] if guidances.strip().lower() == "none" else [float(g) for g in guidances.split(",")]
+    except ValueError:
+        raise SeppoError(f"--guidances: expected comma-separated numbers or 'none', got {guidances!r}") from None
+    plan = BenchmarkPlan(seeds=args.seeds, tune_seeds=args.tune_seeds, tune=args.tune, guidances=scales,
                          arms=[a.strip() for a in args.arms.split(",")])
     unknown = [a for a in plan.arms if a not in ARMS]
     if unknown:
@@ -270,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--jobs", type=int, default=2, help="training runs at a time (one thread each)")
         s.add_argument("--quick", action="store_true", help="seconds-long runs on a toy world (smoke test)")
         s.add_argument("--out", default=name, help="output folder")
+        if tune:
+            s.add_argument("--guidances", default="2,2.5,3,3.5,4",
+                           help="comma-separated guidance scales each arm's own is chosen from on validation keys, for "
+                                "the guidance-aware table; 'none' skips that phase")
         s.set_defaults(fn=cmd_benchmark, tune=tune)
 
     s = _parser(sub, "diagnose-flipper", "the flipper's verdicts on reference samples against a judge's")
