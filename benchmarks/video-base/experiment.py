@@ -178,6 +178,11 @@ def cmd_train(args) -> None:
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     video = VideoWorldConfig()
     model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video))
+    if args.direction_scale != 1.0:  # the image base never trained the direction words' embeddings
+        with torch.no_grad():
+            embed = text_encoder.get_input_embeddings().weight
+            for word in DIRECTIONS:
+                embed[tokenizer.convert_tokens_to_ids(word + "</w>")] *= args.direction_scale
     model.requires_grad_(False)
     params = [p for n, p in model.named_parameters() if args.train.startswith("unet") or "motion_modules" in n]
     if args.train == "unet+text":
@@ -300,6 +305,7 @@ def main() -> None:
     t.add_argument("--eval-per-cell", type=int, default=2)
     t.add_argument("--speed", type=int, default=1)
     t.add_argument("--one-image", type=int, default=-1, help="train on one image of this digit")
+    t.add_argument("--direction-scale", type=float, default=1.0, help="scale the direction words' embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
     t.add_argument("--x0-weight", type=float, default=0.0, help="with --t-high: weight min(1/SNR, this), at least 1")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
