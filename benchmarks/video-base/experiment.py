@@ -38,6 +38,18 @@ RESULTS = HERE / "results"
 T_LEVELS = (50, 200, 400, 600, 800, 950)
 
 
+def video_prompt_first(d: int, direction: str) -> str:
+    """--direction-first: "moving left a handwritten digit 3" (8 tokens), so that every
+    later position of the causal text encoder carries the direction."""
+    return f"moving {direction} a handwritten digit {d}"
+
+
+def PROMPT(d: int, direction: str) -> str:  # noqa: N802 (set by main from --direction-first)
+    from seppo.embedded.clips import video_prompt
+
+    return (video_prompt_first if os.environ.get("VIDEO_BASE_DIRECTION_FIRST") else video_prompt)(d, direction)
+
+
 def image_base():
     from seppo.config import load_config
     from seppo.embedded.budget import DEMO_CONFIG
@@ -76,7 +88,7 @@ def text_table(tokenizer, text_encoder, prompts):
 def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n_per_way: int = 25, seed: int = 0,
               wrong: bool = False) -> dict:
     """Real clips (judge split) noised at each t in T_LEVELS; motion of the model's x̂0."""
-    from seppo.embedded.clips import DIRECTIONS, moving_clip, video_prompt
+    from seppo.embedded.clips import DIRECTIONS, moving_clip
     from seppo.embedded.digits import real_digits
 
     images, labels = real_digits("judge")
@@ -88,7 +100,7 @@ def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n
         directions += [d] * n_per_way
         # wrong: the prompt names the direction a quarter turn away (the clip still moves d)
         named = list(DIRECTIONS)[(list(DIRECTIONS).index(d) + 2) % 4] if wrong else d
-        prompts += [video_prompt(int(labels[i]), named) for i in pick]
+        prompts += [PROMPT(int(labels[i]), named) for i in pick]
     x0 = torch.from_numpy(np.stack(clips)).unsqueeze(1)  # (N, 1, F, 16, 16)
     f = x0.shape[2]
     hidden = text_table(tokenizer, text_encoder, prompts).repeat_interleave(f, dim=0)  # (N·F, L, D)
@@ -167,7 +179,7 @@ def cmd_train(args) -> None:
     from diffusers import UNetMotionModel
 
     from seppo import rng
-    from seppo.embedded.clips import DIRECTIONS, moving_clip, video_prompt
+    from seppo.embedded.clips import DIRECTIONS, moving_clip
     from seppo.embedded.digits import real_digits
     from seppo.embedded.pretrain import cosine_lr, ddpm_update
     from seppo.embedded.video_world import VideoWorldConfig, _load_image_parts, build_motion_adapter
@@ -194,7 +206,7 @@ def cmd_train(args) -> None:
         first = int(np.flatnonzero(labels == args.one_image)[0])
         images, labels = images[first:first + 1], labels[first:first + 1]
     directions = args.directions.split(",") if args.directions else list(DIRECTIONS)
-    prompts = [video_prompt(d, r) for d in range(10) for r in DIRECTIONS]  # 4·d + direction index
+    prompts = [PROMPT(d, r) for d in range(10) for r in DIRECTIONS]  # 4·d + direction index
     table = text_table(tokenizer, text_encoder, prompts + [""])
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     f, losses, t0 = video.num_frames, [], time.time()
@@ -264,7 +276,7 @@ def sample_and_score(model, text_encoder, image_folder: Path, args, directions: 
     """Save the trained model as a video model folder and sample it through seppo's own path."""
     from diffusers import UNet2DConditionModel
 
-    from seppo.embedded.clips import clip_arrays, video_prompt
+    from seppo.embedded.clips import clip_arrays
     from seppo.models import eval_seeds, load_for_sampling, sample
 
     folder = Path(os.environ.get("SEPPO_CACHE", "/tmp")) / "video-base-experiments" / args.name
@@ -282,7 +294,7 @@ def sample_and_score(model, text_encoder, image_folder: Path, args, directions: 
     backbone = load_for_sampling(str(folder), num_frames=8)
     digits = [args.one_image] if args.one_image >= 0 else range(10)
     cells = [(d, r) for d in digits for r in directions for _ in range(args.eval_per_cell)]
-    prompts = [video_prompt(d, r) for d, r in cells]
+    prompts = [PROMPT(d, r) for d, r in cells]
     t0 = time.time()
     videos = sample(backbone, prompts, seeds=eval_seeds(0, len(prompts)), resolution=16, steps=6, guidance=3.0,
                     batch_size=32)
@@ -305,11 +317,14 @@ def main() -> None:
     t.add_argument("--eval-per-cell", type=int, default=2)
     t.add_argument("--speed", type=int, default=1)
     t.add_argument("--one-image", type=int, default=-1, help="train on one image of this digit")
+    t.add_argument("--direction-first", action="store_true", help='prompts "moving left a handwritten digit 3"')
     t.add_argument("--direction-scale", type=float, default=1.0, help="scale the direction words' embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
     t.add_argument("--x0-weight", type=float, default=0.0, help="with --t-high: weight min(1/SNR, this), at least 1")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
     args = p.parse_args()
+    if getattr(args, "direction_first", False):
+        os.environ["VIDEO_BASE_DIRECTION_FIRST"] = "1"
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))
     {"checks": cmd_checks, "train": cmd_train}[args.cmd](args)
 
