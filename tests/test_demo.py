@@ -6,14 +6,17 @@ from html.parser import HTMLParser
 
 import torch
 
+import seppo.demo as demo
 from seppo.cli import main
 from seppo.config import load_config
 from seppo.embedded.budget import DEMO_CONFIG, QUICK, selected_overrides
 from seppo.embedded.preference import preference_judge_path
 
 
-def test_quick_demo_runs_end_to_end(tmp_path, capsys):
-    # the learned judge not yet fitted (its pairs may be cached by an earlier test): built beside the runs
+def test_quick_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    # the learned judge not yet fitted (its pairs may be cached by an earlier test): built beside the
+    # runs, as a full first run does (--quick alone builds its toy judge in process)
+    monkeypatch.setattr(demo, "JUDGE_BESIDE_WHEN_QUICK", True)
     world = load_config(DEMO_CONFIG, QUICK).pretrain
     judge_file = preference_judge_path(world)
     earlier = torch.load(judge_file, weights_only=True) if judge_file.exists() else None
@@ -83,7 +86,6 @@ def test_a_finished_run_is_reused_only_with_the_same_config_and_version(tmp_path
 def test_a_failed_run_leaves_no_judge_build_behind(tmp_path, monkeypatch):
     import pytest
 
-    import seppo.demo as demo
     from seppo.errors import SeppoError
 
     judge_file = preference_judge_path(load_config(DEMO_CONFIG, QUICK).pretrain)
@@ -98,6 +100,7 @@ def test_a_failed_run_leaves_no_judge_build_behind(tmp_path, monkeypatch):
         raise SeppoError("training failed")
 
     real_beside = demo._judge_beside
+    monkeypatch.setattr(demo, "JUDGE_BESIDE_WHEN_QUICK", True)
     monkeypatch.setattr(demo, "_judge_beside", beside)
     monkeypatch.setattr(demo, "train", fail)
     with pytest.raises(SeppoError, match="training failed"):
