@@ -255,6 +255,7 @@ def cmd_train(args) -> None:
 def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indices, share, lr, cap=0.0) -> float:
     from seppo import rng
     from seppo.backbone import per_sample_error
+    from seppo.embedded.pretrain import optimizer_step
 
     t, eps = rng.timestep_and_noise(1000, x0.shape[1:], seed=1000, key=step, indices=indices)
     high = rng.per_sample_rand(seed=1000, stream="flipper_timestep", key=step, indices=indices) < share
@@ -263,13 +264,7 @@ def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indi
     snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
     weight = (1 / snr).clamp(min=1.0, max=cap) if cap else torch.ones_like(snr)  # ε-loss / SNR = x̂0-loss
     loss = (weight * per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps)).mean()
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    return loss.item()
+    return optimizer_step(optimizer, params, loss, lr=lr)
 
 
 def sample_and_score(model, text_encoder, image_folder: Path, args, directions: list[str], j: dict) -> dict:

@@ -25,7 +25,6 @@ from pathlib import Path
 import calib
 import numpy as np
 import torch
-from scipy import stats as st
 
 from seppo import rng
 from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS
@@ -33,6 +32,7 @@ from seppo.embedded.digits import digit_prompt, to_pil
 from seppo.judges.registry import load_judge
 from seppo.models import load_for_sampling
 from seppo.sampler import ddim_schedule
+from seppo.stats import t_interval
 
 JUDGES = ["preference", "oracle", "digit", "stroke"]
 PER_DIGIT = 10
@@ -62,10 +62,8 @@ def scores(x: torch.Tensor, digits: list[int], judges: dict) -> dict[str, float]
 
 
 def interval(values: list[float]) -> dict:
-    v = np.asarray(values)
-    half = st.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return {"diff": float(v.mean()), "lo": float(v.mean() - half), "hi": float(v.mean() + half),
-            "ahead": int((v > 0).sum()), "n": len(v)}
+    diff, lo, hi = t_interval(values)
+    return {"diff": diff, "lo": lo, "hi": hi, "ahead": int((np.asarray(values) > 0).sum()), "n": len(values)}
 
 
 def main() -> None:

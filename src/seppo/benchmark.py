@@ -262,7 +262,8 @@ class Benchmark:
         runs = [(p, i, self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
         todo = [run_dir for _, _, run_dir in runs if not (run_dir / "validation.json").is_file()]
         judge = self.plan.select_judge
-        groups = [todo[k::max(1, self.jobs)] for k in range(max(1, self.jobs)) if todo[k::max(1, self.jobs)]]
+        n = max(1, self.jobs)
+        groups = [todo[k::n] for k in range(min(n, len(todo)))]
         folder = self.out / "tuning" / "validation"
         requests = [EvalRequest([str(d) for d in group], [d.name for d in group], VALIDATION_EVAL_SEED,
                                 self.plan.validation_per_prompt, folder / group[0].name, [judge], self.plan.eval_guidance)
@@ -321,20 +322,22 @@ class Benchmark:
         judge, root = self.plan.select_judge, self.out / "tuning" / "guidance"
         cells = [(family, run, model, g) for family, members in families.items() for run, model in members
                  for g in self.plan.guidances]
-        saved = {cell: root / f"g{cell[3]:g}" / f"{cell[1]}.json" for cell in cells}
+
+        def saved(run: str, g: float) -> Path:  # one model's validation score at one scale
+            return root / f"g{g:g}" / f"{run}.json"
+
         todo: dict[float, list[tuple[str, str]]] = {}  # per scale, one evaluation of every model not yet scored
-        for family, run, model, g in cells:
-            if not saved[(family, run, model, g)].is_file():
+        for _, run, model, g in cells:
+            if not saved(run, g).is_file():
                 todo.setdefault(g, []).append((run, model))
         requests = [EvalRequest([m for _, m in members], [r for r, _ in members], VALIDATION_EVAL_SEED,
                                 self.plan.validation_per_prompt, root / f"g{g:g}", [judge], g) for g, members in todo.items()]
         for request, (scores, _) in zip(requests, self._evaluate_many(requests)):
             for run, rows in scores.groupby("model"):
-                (request.out / f"{run}.json").write_text(json.dumps({"score": float(rows[judge].mean()), "judge": judge,
-                                                                     "keys": len(rows)}))
+                saved(run, request.guidance).write_text(json.dumps({"score": float(rows[judge].mean()), "judge": judge,
+                                                                    "keys": len(rows)}))
         grid = pd.DataFrame([{"model": family, "run": run, "guidance": g,
-                              "score": json.loads(saved[(family, run, model, g)].read_text())["score"]}
-                             for family, run, model, g in cells])
+                              "score": json.loads(saved(run, g).read_text())["score"]} for family, run, _, g in cells])
         own = {family: select_guidance(rows, self.plan.eval_guidance) for family, rows in grid.groupby("model")}
         grid["selected"] = grid["guidance"] == grid["model"].map(own)
         arms = {arm: own.get("base" if ARMS[arm] is None else ARMS[arm][0], self.plan.eval_guidance)

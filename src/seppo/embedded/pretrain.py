@@ -66,6 +66,11 @@ def ddpm_update(model, optimizer, params, scheduler, x0: torch.Tensor, hidden: t
                                     indices=indices)
     x_t = scheduler.add_noise(x0, eps, t)
     loss = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
+    return optimizer_step(optimizer, params, loss, lr=lr)
+
+
+def optimizer_step(optimizer, params, loss: torch.Tensor, *, lr: float) -> float:
+    """Set the learning rate, back-propagate `loss`, clip the gradient norm at 1, step; returns the loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
