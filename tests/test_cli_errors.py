@@ -113,8 +113,10 @@ def tiny_base(tiny_config, tmp_path_factory) -> Path:
     (["method=spin", "reference=uniform"], "config key reference"),
     (["method=ditto", "flipper=sign"], "config key flipper"),
     (["train.sharding=fsdp", "train.mode=lora"], "train.sharding: fsdp does not support train.mode=lora"),
+    (["pretrain.pair_generators=[base,sdxl]"], "pretrain.pair_generators: 'sdxl' is not one of base, strong"),
+    (["pretrain.pair_generators=[]"], "pretrain.pair_generators: name at least one"),
 ], ids=["unknown-key", "wrong-type", "float-for-int", "negative-lr", "K=0", "dpo-imagefolder",
-        "sft-flipper", "spin-reference", "ditto-flipper", "fsdp-lora"])
+        "sft-flipper", "spin-reference", "ditto-flipper", "fsdp-lora", "unknown-generator", "no-generator"])
 def test_config_faults(overrides, names, capsys, tmp_path):
     line = error_line(capsys, f"output_dir={tmp_path / 'run'}", *overrides)
     assert names in line

@@ -130,6 +130,18 @@ def test_data_summary_reports_size_and_gap_against_the_config(tiny_world):
     assert sets["heldout"][1]["split"] == "heldout"
 
 
+def test_pairs_come_only_from_the_named_generators(tiny_world, tiny_config):
+    cfg, sets = tiny_world
+    mixed = pq.read_table(sets["train"][0], columns=["model_0", "model_1"]).to_pydict()
+    assert set(mixed["model_0"]) | set(mixed["model_1"]) == {"base", "strong"}  # the default: both
+    only = tiny_config(cfg.output_dir, "pretrain.pair_generators=[strong]")
+    path, stats = ensure_pick_a_digit(only.pretrain, progress=False)
+    assert path != sets["train"][0]  # its own cache entry; the default's keys are unchanged
+    table = pq.read_table(path, columns=["model_0", "model_1"]).to_pydict()
+    assert set(table["model_0"]) | set(table["model_1"]) == {"strong"}
+    assert stats["images_per_generator"] == {"strong": 2 * stats["pairs"]} and stats["base_reward"] is None
+
+
 def test_heldout_implicit_accuracy_uses_pairs_never_trained_on(tiny_world, tiny_config, tmp_path):
     cfg, sets = tiny_world
     run = train(tiny_config(tmp_path / "dpo", "method=dpo", "train.batch_size=4"))

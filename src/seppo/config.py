@@ -68,6 +68,9 @@ class PretrainConfig:
     pairs_per_digit: int = 100  # prompts per digit; each gets two images from the generators
     generator_steps: int = 10  # DDIM steps the generators use
     generator_guidance: float = 3.0
+    # Which generators draw the two sides of a pair ("base", "strong"); Pick-a-Pic's images come
+    # from models other than SD-1.5 (ours: the base) - see benchmarks/world-calibration.
+    pair_generators: list = field(default_factory=lambda: ["base", "strong"])
     # The learned preference judge's own pairs (split "judge": noise the training pairs never use),
     # prompts per digit; a fixed share is held out for its agreement with the annotator.
     judge_pairs_per_digit: int = 300
@@ -380,6 +383,10 @@ def validate(c: Config) -> None:
     _positive("checkpoints.every", c.checkpoints.every, zero_ok=True)
     _positive("checkpoints.keep_last", c.checkpoints.keep_last)
     _positive("pretrain.steps", c.pretrain.steps)
+    if not c.pretrain.pair_generators:
+        raise ConfigError("config key pretrain.pair_generators: name at least one of base, strong")
+    for name in c.pretrain.pair_generators:
+        _choice("pretrain.pair_generators", name, ("base", "strong"))
     for key, p in (("data.empty_prompt_prob", c.data.empty_prompt_prob), ("data.max_bad_fraction", c.data.max_bad_fraction)):
         if not 0 <= p <= 1:
             raise ConfigError(f"config key {key}: must be between 0 and 1, got {p}")

@@ -66,9 +66,10 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retra
     _, data_stats = ensure_pick_a_digit(base_cfg.pretrain)
     world = out / "world.yaml"  # names the world whose judge pairs fit the learned judge (--quick builds a toy one)
     save_config(base_cfg, world)
+    against_base = ("" if data_stats["base_reward"] is None else  # pretrain.pair_generators may leave the base out
+                    f" vs the base's own samples {data_stats['base_reward']:.3f} (gap {data_stats['winner_minus_base']:+.3f})")
     print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' digit-judge reward "
-          f"{data_stats['winner_reward']:.3f} vs the base's own samples {data_stats['base_reward']:.3f} "
-          f"(gap {data_stats['winner_minus_base']:+.3f}); annotator-utility gap winner − loser "
+          f"{data_stats['winner_reward']:.3f}{against_base}; annotator-utility gap winner − loser "
           f"{data_stats['utility_gap_mean']:.3f} (median {data_stats['utility_gap_median']:.3f})")
     beside = not preference_judge_path(base_cfg.pretrain).exists() and (not quick or JUDGE_BESIDE_WHEN_QUICK)
     judge_build = _judge_beside(world, out / "judge.log") if beside else None

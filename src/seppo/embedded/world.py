@@ -50,11 +50,11 @@ def ensure_pick_a_digit(cfg: PretrainConfig, *, seed: int = 0, progress: bool = 
     parquet, stats_file = root / "train.parquet", root / "stats.json"
     if parquet.exists() and stats_file.exists():
         return parquet, json.loads(stats_file.read_text())
-    print(f"building Pick-a-Digit {split} pairs ({n * 10} pairs from generators base and strong) into {root}")
+    print(f"building Pick-a-Digit {split} pairs ({n * 10} pairs from generators {' and '.join(cfg.pair_generators)}) into {root}")
     with torch.no_grad():
         generators = {name: sampling_generator(folder, resolution=cfg.unet.sample_size, steps=cfg.generator_steps,
                                                guidance=cfg.generator_guidance)
-                      for name, folder in folders.items()}
+                      for name, folder in folders.items() if name in cfg.pair_generators}
         stats = build_pick_a_digit(generators, prompts_per_digit=n, seed=split_seed(split, seed),
                                    annotator=load_annotator(), out_path=parquet)
     stats["split"] = split
