@@ -237,3 +237,40 @@ def test_build_pick_a_digit(annotator, judge, tmp_path):
     build_pick_a_digit({"real": real, "base": noise}, prompts_per_digit=6, seed=0,
                        annotator=annotator, out_path=again, judge=judge)
     assert pq.read_table(again).equals(table)
+
+
+# ---------------------------------------------------------------- the prebuilt shipped world
+
+
+def test_shipped_world_is_copied_prebuilt_and_loads(tmp_path, monkeypatch):
+    """A first run of the shipped config copies the packaged world instead of building it: no
+    pretraining, no pair generation, no judge fit; the copies load with the real loading code.
+    A key out of step with the package (configs/digits-seppo.yaml, BASE_VERSION) fails here."""
+    from diffusers import UNet2DConditionModel
+
+    from seppo import paths
+    from seppo.config import load_config
+    from seppo.embedded import preference, pretrain, world
+    from seppo.embedded.budget import DEMO_CONFIG
+
+    def built(*_, **__):
+        raise AssertionError("built instead of copied")
+
+    monkeypatch.setenv("SEPPO_CACHE", str(tmp_path / "cache"))
+    for module, name in ((pretrain, "pretrain"), (world, "build_pick_a_digit"), (preference, "fit_on_pair_set")):
+        monkeypatch.setattr(module, name, built)
+    cfg = load_config(DEMO_CONFIG)
+    world.ensure_world(cfg, progress=False)
+    unet = UNet2DConditionModel.from_pretrained(paths.model_folder(cfg) / "unet")
+    assert list(unet.config.block_out_channels) == cfg.pretrain.unet.block_out_channels
+    parquet, stats = world.ensure_pick_a_digit(cfg.pretrain, progress=False)
+    assert pq.read_table(parquet).num_rows == stats["pairs"] == 10 * cfg.pretrain.pairs_per_digit
+    judge = preference.ensure_preference_judge(cfg.pretrain, progress=False)
+    assert judge.meta["heldout_agreement"] > 0.8
+    assert not list((tmp_path / "cache").rglob("*.prebuilt-*"))  # no half copy left behind
+
+    # SEPPO_PREBUILT=0: the shipped world is built, as any other
+    monkeypatch.setenv("SEPPO_CACHE", str(tmp_path / "fresh"))
+    monkeypatch.setenv("SEPPO_PREBUILT", "0")
+    with pytest.raises(AssertionError, match="built instead of copied"):
+        world.ensure_world(cfg, progress=False)

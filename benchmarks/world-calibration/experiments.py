@@ -183,6 +183,16 @@ def screen(args) -> None:
     compare("screen", settings, args.seeds, Path(args.out) / "screen")
 
 
+def long(args) -> None:
+    """The real run's epochs over the pairs: Diffusion-DPO on SD-1.5 makes 2,000 updates at batch
+    2,048 over Pick-a-Pic v2 (about 4.8 epochs); here 250 updates at batch 128 over the 10× pool
+    (8,489 usable pairs: 3.8 epochs), ten times the pair views of `screen`, at small learning rates."""
+    p = pools(args)
+    data = ["data.source=pickapic", f"data.path={p['pool']}"]
+    settings = {f"b128-u250-lr{lr}-b5000": _dpo(5000, lr, 128, 5, 50, data) for lr in args.lrs}
+    compare("long", settings, args.seeds, Path(args.out) / "long", extra={"pool": p["pool_stats"]})
+
+
 def relabel(src: Path, out: Path, tau: float, seed: int = 0, tie_margin: float = 0.02) -> Path:
     """The same images relabelled by a noisy annotator: side 0 wins with probability σ((u_0 − u_1)/τ)."""
     import pyarrow as pa
@@ -242,7 +252,7 @@ def recipe(args) -> None:
 
 
 def main(parser) -> None:
-    parser.add_argument("experiment", choices=["epochs", "gap", "batch", "screen", "labels", "recipe"])
+    parser.add_argument("experiment", choices=["epochs", "gap", "batch", "screen", "labels", "recipe", "long"])
     parser.add_argument("--lrs", nargs="+", default=["1e-4", "3e-4"])
     parser.add_argument("--out", default="/tmp/wexp/calib")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -251,4 +261,4 @@ def main(parser) -> None:
     parser.add_argument("--pool-per-digit", type=int, default=1000)
     parser.add_argument("--world", nargs="*", default=[], help="config overrides naming the world")
     args = parser.parse_args()
-    {"epochs": epochs, "gap": gap, "batch": batch, "screen": screen, "labels": labels, "recipe": recipe}[args.experiment](args)
+    {"epochs": epochs, "gap": gap, "batch": batch, "screen": screen, "labels": labels, "recipe": recipe, "long": long}[args.experiment](args)

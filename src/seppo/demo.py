@@ -71,7 +71,8 @@ def run_demo(out: Path, *, quick: bool = False, overrides: list[str] = (), retra
     print(f"Pick-a-Digit: {data_stats['pairs']} pairs, ties {data_stats['tie_share']:.0%}; winners' digit-judge reward "
           f"{data_stats['winner_reward']:.3f}{against_base}; annotator-utility gap winner − loser "
           f"{data_stats['utility_gap_mean']:.3f} (median {data_stats['utility_gap_median']:.3f})")
-    beside = not preference_judge_path(base_cfg.pretrain).exists() and (not quick or JUDGE_BESIDE_WHEN_QUICK)
+    judge_path = preference_judge_path(base_cfg.pretrain)
+    beside = not (judge_path.exists() or paths.from_prebuilt(judge_path)) and (not quick or JUDGE_BESIDE_WHEN_QUICK)
     judge_build = _judge_beside(world, out / "judge.log") if beside else None
     setup_seconds = time.time() - t0
     try:

@@ -12,6 +12,12 @@ can point it elsewhere:
 | `embedded/preference-<key>/`  | the learned preference judge (Bradley–Terry, on the judge pairs) | seppo.embedded.preference |
 | `video-<key>/`, `moving-digits-<key>/` | the video world's models and pairs              | seppo.embedded.video_world |
 
+The shipped embedded world (base, strong sibling, training pairs, learned judge) comes
+prebuilt in the package (`seppo/embedded/prebuilt/`, laid out like this cache): `from_prebuilt`
+copies an entry into the cache when its key matches, so a first `seppo demo` does not pretrain.
+Any other world (another `pretrain.*`, another `BASE_VERSION`) has other keys and is built;
+`SEPPO_PREBUILT=0` builds the shipped one too.
+
 A `<key>` is a short hash of everything that changes the contents. `embedded:digits`, the
 default `model.path`, names the embedded base; `model_folder` resolves it once built.
 This module imports nothing of ours: configs are read by attribute.
@@ -23,6 +29,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+from importlib.resources import files
 from pathlib import Path
 
 from seppo.errors import ModelError
@@ -45,6 +53,33 @@ def short_hash(key) -> str:
 def keyed(name: str, key) -> Path:
     """`$SEPPO_CACHE/<name>-<hash of key>`."""
     return cache_root() / f"{name}-{short_hash(key)}"
+
+
+def prebuilt_root() -> Path:
+    return Path(str(files("seppo") / "embedded" / "prebuilt"))
+
+
+def from_prebuilt(path: Path) -> bool:
+    """Copy the packaged prebuilt entry for cache path `path` (a folder or a file) into place;
+    False when the package has none for it (another key) or `$SEPPO_PREBUILT` is 0."""
+    if os.environ.get("SEPPO_PREBUILT", "1") == "0":
+        return False
+    source = prebuilt_root() / Path(path).relative_to(cache_root())
+    if not source.exists():
+        return False
+    tmp = path.with_name(f"{path.name}.prebuilt-{os.getpid()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(source, tmp)
+    if source.is_dir() and path.exists():
+        shutil.rmtree(path, ignore_errors=True)  # a half-built folder
+    try:
+        os.replace(tmp, path)  # whole, or not at all
+    except OSError:  # another process put it in place first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
 
 
 def latents() -> Path:

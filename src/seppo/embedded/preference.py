@@ -228,7 +228,7 @@ def ensure_preference_judge(cfg=None, *, seed: int = 0, progress: bool = True) -
     n = cfg.judge_pairs_per_digit
     settings = FitSettings()
     path = preference_judge_path(cfg, seed=seed)
-    if path.exists():
+    if path.exists() or paths.from_prebuilt(path):
         saved = torch.load(path, weights_only=True)
         model = RewardNet()
         model.load_state_dict(saved["state_dict"])

@@ -133,7 +133,7 @@ def ensure_embedded_base(cfg: PretrainConfig, *, seed: int = 0, progress: bool =
     root = paths.embedded_models(cfg, seed)
     names = {"base": cfg.steps, "strong": cfg.steps + cfg.strong_extra_steps}
     folders = {name: root / name for name in names}
-    if all((f / "pretrain.json").exists() for f in folders.values()):
+    if all((f / "pretrain.json").exists() for f in folders.values()) or paths.from_prebuilt(root):
         return folders
     tmp = root.with_name(root.name + ".tmp")
     if tmp.exists():

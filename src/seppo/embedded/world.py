@@ -48,7 +48,7 @@ def ensure_pick_a_digit(cfg: PretrainConfig, *, seed: int = 0, progress: bool = 
     folders = ensure_embedded_base(cfg, seed=seed, progress=progress)
     root = paths.pick_a_digit(cfg, seed, split, n)
     parquet, stats_file = root / "train.parquet", root / "stats.json"
-    if parquet.exists() and stats_file.exists():
+    if (parquet.exists() and stats_file.exists()) or paths.from_prebuilt(root):
         return parquet, json.loads(stats_file.read_text())
     print(f"building Pick-a-Digit {split} pairs ({n * 10} pairs from generators {' and '.join(cfg.pair_generators)}) into {root}")
     with torch.no_grad():
