@@ -136,7 +136,7 @@ def test_pairs_come_only_from_the_named_generators(tiny_world, tiny_config):
     assert set(mixed["model_0"]) | set(mixed["model_1"]) == {"base", "strong"}  # the default: both
     only = tiny_config(cfg.output_dir, "pretrain.pair_generators=[strong]")
     path, stats = ensure_pick_a_digit(only.pretrain, progress=False)
-    assert path != sets["train"][0]  # its own cache entry; the default's keys are unchanged
+    assert path != sets["train"][0]  # its own cache entry
     table = pq.read_table(path, columns=["model_0", "model_1"]).to_pydict()
     assert set(table["model_0"]) | set(table["model_1"]) == {"strong"}
     assert stats["images_per_generator"] == {"strong": 2 * stats["pairs"]} and stats["base_reward"] is None

@@ -24,6 +24,8 @@ import yaml
 from seppo.errors import ConfigError
 from seppo.methods import FLIPPERS, METHODS, REDRAWS, REFERENCES
 
+PAIR_GENERATORS = ("base", "strong")  # the embedded world's generators (seppo.embedded.pretrain)
+
 DATA_SOURCES = ("embedded", "pickapic", "imagefolder", "disk")  # seppo.data.sources.SOURCES reads each
 REPORT_TO = ("tensorboard", "wandb", "all", "none")  # log.report_to: accelerate's tracker names (seppo.trackers)
 
@@ -70,7 +72,7 @@ class PretrainConfig:
     generator_guidance: float = 3.0
     # Which generators draw the two sides of a pair ("base", "strong"); Pick-a-Pic's images come
     # from models other than SD-1.5 (ours: the base) - see benchmarks/world-calibration.
-    pair_generators: list = field(default_factory=lambda: ["base", "strong"])
+    pair_generators: list = field(default_factory=lambda: list(PAIR_GENERATORS))
     # The learned preference judge's own pairs (split "judge": noise the training pairs never use),
     # prompts per digit; a fixed share is held out for its agreement with the annotator.
     judge_pairs_per_digit: int = 300
@@ -384,9 +386,9 @@ def validate(c: Config) -> None:
     _positive("checkpoints.keep_last", c.checkpoints.keep_last)
     _positive("pretrain.steps", c.pretrain.steps)
     if not c.pretrain.pair_generators:
-        raise ConfigError("config key pretrain.pair_generators: name at least one of base, strong")
+        raise ConfigError(f"config key pretrain.pair_generators: name at least one of {', '.join(PAIR_GENERATORS)}")
     for name in c.pretrain.pair_generators:
-        _choice("pretrain.pair_generators", name, ("base", "strong"))
+        _choice("pretrain.pair_generators", name, PAIR_GENERATORS)
     for key, p in (("data.empty_prompt_prob", c.data.empty_prompt_prob), ("data.max_bad_fraction", c.data.max_bad_fraction)):
         if not 0 <= p <= 1:
             raise ConfigError(f"config key {key}: must be between 0 and 1, got {p}")

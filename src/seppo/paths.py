@@ -92,7 +92,6 @@ def judges() -> Path:
 
 # PretrainConfig fields that shape the pair sets, not the models: changing them keeps the cached models.
 PAIR_FIELDS = ("pairs_per_digit", "generator_steps", "generator_guidance", "judge_pairs_per_digit", "pair_generators")
-DEFAULT_PAIR_GENERATORS = ["base", "strong"]
 
 
 def embedded_key(pretrain, seed: int = 0) -> str:
@@ -112,7 +111,8 @@ def pick_a_digit(pretrain, seed: int = 0, split: str = "train", pairs_per_digit:
     n = pretrain.pairs_per_digit if pairs_per_digit is None else pairs_per_digit
     name = "pick-a-digit" if split == "train" else f"pick-a-digit-{split}"
     parts = [embedded_key(pretrain, seed), split, n, pretrain.generator_steps, pretrain.generator_guidance]
-    if sorted(pretrain.pair_generators) != DEFAULT_PAIR_GENERATORS:  # the default keeps the keys it had
+    default = next(f.default_factory() for f in dataclasses.fields(pretrain) if f.name == "pair_generators")
+    if sorted(pretrain.pair_generators) != sorted(default):  # the default keeps the keys it had
         parts.append(sorted(pretrain.pair_generators))
     return keyed(name, parts)
 
