@@ -125,6 +125,12 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     validation = json.loads((tmp_path / "tuning" / "runs" / "sft-lr0.0001-s1000" / "validation.json").read_text())
     assert validation["judge"] == "digit" and validation["keys"] == 10
     assert (tmp_path / "benchmark.png").stat().st_size > 0 and (tmp_path / "tuning.png").stat().st_size > 0
+    # the SePPO runs kept their reference samples in the benchmark's shared folder (seppo.shared_samples)
+    assert any((tmp_path / "reference-samples").glob("*.safetensors"))
+    # at the shared scale a tuning run's phase-3 score is its validation score: only the base is sampled there
+    g3 = tmp_path / "tuning" / "guidance" / "g3"
+    assert json.loads((g3 / "sft-lr0.0001-s1000.json").read_text()) == validation
+    assert json.loads((g3 / "call.json").read_text())["names"] == ["base"]
     # phase 3: each family's scale chosen on validation keys from the base and the tuning runs only
     guided = data["guided"]
     grid = pd.DataFrame(guided["grid"])

@@ -85,6 +85,7 @@ class Backbone:
         self.train_unet = None
         self._active = "policy"
         self._null_cond: dict[str, torch.Tensor] | None = None
+        self.reference_digest: str | None = None  # the loaded reference's weights digest, when samples are shared
         for module in (*self.text_encoders, self.vae):
             if module is not None:
                 module.requires_grad_(False).eval()
@@ -168,8 +169,10 @@ class Backbone:
             for n, v in state.items():
                 params[n].copy_(shard_like(params[n], v))
 
-    def load_reference_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Put a pool snapshot into the reference model (frozen copy, or the reference adapter)."""
+    def load_reference_state(self, state: dict[str, torch.Tensor], digest: str | None = None) -> None:
+        """Put a pool snapshot into the reference model (frozen copy, or the reference adapter);
+        `digest` names its weights for seppo.shared_samples."""
+        self.reference_digest = digest
         if self.mode == "lora":
             named = dict(self.unet.named_parameters())
             with torch.no_grad():

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
+import shutil
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +40,7 @@ from typing import NamedTuple, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from seppo import paths
+from seppo import paths, workers
 from seppo.benchmark_tables import write_outputs
 from seppo.config import load_config, save_config
 from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
@@ -151,23 +149,13 @@ def check_disjoint(validation: pd.DataFrame, final: pd.DataFrame) -> None:
 
 
 def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
-    """One `seppo train` subprocess on one thread; a finished run (summary.json) is reused."""
+    """One `seppo train` in a one-thread worker process; a finished run (summary.json) is reused."""
     if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted benchmark resumes
         return run_dir
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "seppo", "train", str(config), *overrides, f"output_dir={run_dir}",
-               "overwrite=true", "log.progress=false"]
-    _one_thread(command, run_dir.parent / f"{run_dir.name}.log", f"benchmark run {run_dir.name}")
+    argv = ["train", str(config), *overrides, f"output_dir={run_dir}", "overwrite=true", "log.progress=false"]
+    workers.run(f"benchmark run {run_dir.name}", run_dir.parent / f"{run_dir.name}.log", workers.run_module, "seppo", argv)
     return run_dir
-
-
-def _one_thread(command: list[str], log_path: Path, what: str) -> None:
-    """Run `command` on one torch thread in a session of its own, its output in `log_path`."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "1"}
-    with open(log_path, "w") as log:
-        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    if done.returncode != 0:
-        raise SeppoError(f"{what} failed (exit {done.returncode}); see {log_path}")
 
 
 def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
@@ -184,6 +172,9 @@ class Benchmark:
         self.config, self.out, self.plan, self.jobs, self.progress = Path(config), Path(out), plan, jobs, progress
         self.overrides = [*(QUICK if quick else []), *overrides]
         self.cfg = load_config(self.config, self.overrides)
+        # The runs keep their reference samples by content in one folder (seppo.shared_samples): every
+        # SePPO-like run of a seed draws θ_0 first, whatever its settings. A user's override comes after.
+        self.run_overrides = [f"sampler.share_dir={self.out / 'reference-samples'}", *self.overrides]
         for arm in plan.arms:
             if ARMS[arm] is not None:
                 try:
@@ -199,7 +190,7 @@ class Benchmark:
 
     def _evaluate_many(self, requests: list[EvalRequest]) -> list[tuple]:
         """(scores, diversity) of each request: one alone in this process, several `jobs` at a
-        time in subprocesses, each on one thread like the training runs, so the scores do not
+        time in worker processes, each on one thread like the training runs, so the scores do not
         depend on how they were spread."""
         calls = [dict(models=r.models, names=r.names, prompts=self.prompts, judges=list(r.judges), seeds=[r.eval_seed],
                       judge_paths={"preference": {"config": str(self.world_config)}}, per_prompt=r.per_prompt,
@@ -232,7 +223,7 @@ class Benchmark:
             widened = {s: 0 for s in settings}
             while True:
                 points = _grid_points(axes)
-                jobs = [(self.config, [*self.overrides, f"method={method}", *overrides_of(p), f"seed={TUNE_SEED0 + i}"],
+                jobs = [(self.config, [*self.run_overrides, f"method={method}", *overrides_of(p), f"seed={TUNE_SEED0 + i}"],
                          self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
                 run_all(jobs, self.jobs)
                 scores = self._validation_scores(method, points)
@@ -289,7 +280,7 @@ class Benchmark:
             chosen = overrides_of(selected.get(method, {}))
             for s in range(self.plan.seeds):
                 run_dir = self.out / "runs" / f"{arm}-s{s}"
-                jobs.append((self.config, [*self.overrides, *chosen, *arm_overrides, f"seed={s}"], run_dir))
+                jobs.append((self.config, [*self.run_overrides, *chosen, *arm_overrides, f"seed={s}"], run_dir))
                 runs.setdefault(arm, []).append(run_dir)
         t0 = time.time()
         run_all(jobs, self.jobs)
@@ -327,6 +318,11 @@ class Benchmark:
             return root / f"g{g:g}" / f"{run}.json"
 
         todo: dict[float, list[tuple[str, str]]] = {}  # per scale, one evaluation of every model not yet scored
+        for family, run, model, g in cells:
+            validation = Path(model) / "validation.json"  # a tuning run's score on these keys at the shared scale
+            if family != "base" and g == self.plan.eval_guidance and validation.is_file() and not saved(run, g).is_file():
+                saved(run, g).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(validation, saved(run, g))
         for _, run, model, g in cells:
             if not saved(run, g).is_file():
                 todo.setdefault(g, []).append((run, model))
@@ -381,18 +377,17 @@ def _evaluate_here(call: dict) -> tuple[pd.DataFrame, dict]:
 
 
 def _evaluate_apart(call: dict) -> tuple[pd.DataFrame, dict]:
-    """The same in a subprocess of its own: it writes `call["out"]`, read back here."""
+    """The same in a worker process of its own: it writes `call["out"]`, read back here."""
     out = Path(call["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "call.json").write_text(json.dumps(call))
-    code = "import sys; from seppo.benchmark import evaluate_call_file; evaluate_call_file(sys.argv[1])"
-    _one_thread([sys.executable, "-c", code, str(out / "call.json")], out / "eval.log", f"benchmark evaluation into {out}")
+    workers.run(f"benchmark evaluation into {out}", out / "eval.log", evaluate_call_file, str(out / "call.json"))
     result = EvalResult.read(out)
     return result.scores, result.diversity
 
 
 def evaluate_call_file(path: str) -> None:
-    """The subprocess side of `_evaluate_apart`: `evaluate(**call)` from its JSON, which writes `out`."""
+    """The worker's side of `_evaluate_apart`: `evaluate(**call)` from its JSON, which writes `out`."""
     _evaluate_here(json.loads(Path(path).read_text()))
 
 
@@ -405,7 +400,16 @@ def _grid_points(axes: dict[str, list[float]]) -> list[dict]:
 
 def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Path, plan: BenchmarkPlan | None = None,
                   quick: bool = False, jobs: int = 2, progress: bool = True) -> Path:
-    """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`."""
+    """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`. Its jobs'
+    worker processes are forked from a server that this ends on the way out (seppo.workers)."""
+    try:
+        return _run_benchmark(config, overrides, out=out, plan=plan, quick=quick, jobs=jobs, progress=progress)
+    finally:
+        workers.stop()
+
+
+def _run_benchmark(config: str | Path, overrides: Sequence[str], *, out: Path, plan: BenchmarkPlan | None, quick: bool,
+                   jobs: int, progress: bool) -> Path:
     plan = plan or BenchmarkPlan()
     wall0 = time.time()
     bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress)

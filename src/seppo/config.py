@@ -107,6 +107,10 @@ class SamplerConfig:
     steps: int = 8  # DDIM steps (SD scale: 20)
     guidance: float = 3.0  # classifier-free guidance scale (SD scale: 7.5)
     eta: float = 0.0  # DDIM η: 0 is deterministic given the initial noise
+    # (ours) A folder where reference samples are kept by content (seppo.shared_samples): runs
+    # that draw the same reference for the same batch, seed and update compute them once, bit
+    # for bit the same. `seppo benchmark` sets it for its runs; empty: off.
+    share_dir: str = ""
 
 
 @dataclass

@@ -37,7 +37,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from seppo import __version__, paths, trackers
+from seppo import __version__, paths, shared_samples, trackers
 from seppo.backbone import expected_warnings_silenced, load_backbone
 from seppo.checkpoint import complete_checkpoints, load_checkpoint, save_checkpoint
 from seppo.config import Config, to_dict
@@ -195,7 +195,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
         start, reference = state["step"], state["reference"]
         bad_streak, bad_total = state["bad_streak"], state["bad_total"]
         if reference is not None:
-            backbone.load_reference_state(pool.state(reference))
+            _load_reference(backbone, pool, reference, cfg)
         if is_main:
             run.truncate_metrics(start)
             print(f"resuming {run.path} from update {start}")
@@ -224,7 +224,7 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
             if cfg.reference is not None and (step % U == 0 and cfg.redraw == "iteration" or cfg.redraw == "update"
                                               or reference is None):
                 reference = pool.draw(cfg.reference)
-                backbone.load_reference_state(pool.state(reference))
+                _load_reference(backbone, pool, reference, cfg)
 
             # ─── one optimizer update over `accum` micro-batches ───
             logged = (step + 1) % cfg.log.every == 0
@@ -276,6 +276,12 @@ def train(cfg: Config, *, progress: bool | None = None) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run.path
+
+
+def _load_reference(backbone, pool: ReferencePool, reference: int, cfg: Config) -> None:
+    """Pool entry `reference` into the reference model, with its digest when samples are shared."""
+    state = pool.state(reference)
+    backbone.load_reference_state(state, digest=shared_samples.weights_digest(state) if cfg.sampler.share_dir else None)
 
 
 def one_update(accelerator, cfg: Config, backbone, dataset, params, optimizer, lr_scheduler, ema, step: int,

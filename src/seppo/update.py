@@ -20,10 +20,11 @@ keyed by the samples' global indices (`keys`) and the update (seppo.rng).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
-from seppo import rng
+from seppo import rng, shared_samples
 from seppo.backbone import Backbone
 from seppo.config import Config
 from seppo.losses import LOSSES
@@ -47,10 +48,20 @@ def batch_cond(backbone: Backbone, batch: dict, cfg: Config, keys: list[int], st
 
 
 def reference_samples(backbone: Backbone, cfg: Config, batch: dict, cond: dict, keys: list[int], step: int) -> torch.Tensor:
-    """x^ref: the drawn reference's samples for the batch's prompts, in model space, no gradient."""
-    with backbone.as_reference():
-        return generate(backbone, cond, shape=batch["winner"].shape[1:], seed=cfg.seed, step=step, indices=keys,
-                        steps=cfg.sampler.steps, guidance=cfg.sampler.guidance, eta=cfg.sampler.eta)
+    """x^ref: the drawn reference's samples for the batch's prompts, in model space, no gradient;
+    looked up in `sampler.share_dir` first when it is set (seppo.shared_samples)."""
+    shape = batch["winner"].shape[1:]
+
+    def draw() -> torch.Tensor:
+        with backbone.as_reference():
+            return generate(backbone, cond, shape=shape, seed=cfg.seed, step=step, indices=keys,
+                            steps=cfg.sampler.steps, guidance=cfg.sampler.guidance, eta=cfg.sampler.eta)
+
+    if not cfg.sampler.share_dir:
+        return draw()
+    key = shared_samples.sample_key(cfg, backbone.reference_digest, cond, shape=shape, step=step, indices=keys,
+                                    device=backbone.device)
+    return shared_samples.load_or_draw(Path(cfg.sampler.share_dir), key, draw).to(backbone.device)
 
 
 def losers(backbone: Backbone, cfg: Config, batch: dict, cond: dict, keys: list[int], step: int) -> torch.Tensor:
