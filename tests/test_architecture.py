@@ -9,7 +9,7 @@ SRC = Path(__file__).parents[1] / "src"
 LEAVES = {"seppo.embedded.digits", "seppo.embedded.tokenizer", "seppo.embedded.judge", "seppo.embedded.clips",
           "seppo.embedded.video_judges", "seppo.embedded.budget"}
 BUILDERS = {"seppo.embedded.pretrain", "seppo.embedded.pairs", "seppo.embedded.video_pairs", "seppo.embedded.world",
-            "seppo.embedded.video_world", "seppo.embedded.preference"}
+            "seppo.embedded.video_world", "seppo.embedded.video_budget", "seppo.embedded.preference"}
 TOOLS = {"seppo.cli", "seppo.api", "seppo.demo", "seppo.demo_video", "seppo.benchmark"}  # may build the embedded world
 # The judge registry fits the learned preference judge on first use, and the implicit-accuracy
 # diagnosis reads the held-out pairs: both may build the embedded world, the training loop never.

@@ -7,11 +7,9 @@
         `consistency`): shared noise keys, 95% bootstrap intervals over clips
       → report/: report.html, table.md, summary.json, one animated GIF of samples per model, curves.png
 
-Every run is `seppo.train.train(cfg)` on `configs/digits-seppo.yaml` with the video model
-(`model.path=<base>`, `model.motion_adapter=<base>/motion_adapter`), only the motion modules
-training (`train.train_motion_only`). Winners come from the `winners/` imagefolder of GIFs;
-DPO reads the pairs parquet, whose `jpg_0`/`jpg_1` hold GIF bytes (decoded as clips when
-`data.num_frames` is set for a video model). The budgets (`FULL`, `QUICK`) are stated in the table's header.
+Every run is `seppo.train.train(cfg)` on `configs/digits-seppo.yaml` with the video model, as
+`seppo.embedded.video_budget.video_run_overrides` configures it (shared with `seppo benchmark
+--video`). The budgets (`FULL`, `QUICK`, there too) are stated in the table's header.
 """
 
 from __future__ import annotations
@@ -19,16 +17,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from seppo.config import load_config
-from seppo.embedded.budget import DEMO_CONFIG, IMAGE_UNIT, QUICK_WORLD
-from seppo.embedded.clips import all_video_prompts, gif_bytes
-from seppo.embedded.video_world import VideoWorldConfig, adapter_folder, ensure_moving_digits, ensure_video_base
+from seppo.embedded.budget import DEMO_CONFIG, IMAGE_UNIT
+from seppo.embedded.clips import gif_bytes
+from seppo.embedded.video_budget import FULL, QUICK, VideoBudget, video_prompts, video_run_overrides
+from seppo.embedded.video_world import ensure_moving_digits, ensure_video_base
 from seppo.evaluate import evaluate
 from seppo.report import plot_curves, write_report
 from seppo.run_dir import RunDir
@@ -39,51 +37,9 @@ METHODS = ("sft", "dpo", "seppo")
 JUDGES = {"video-digit": "digit", "motion": "motion", "consistency": "consistency"}
 
 
-@dataclass
-class VideoDemoBudget:
-    """Everything the demo's cost depends on (ours)."""
-
-    pretrain: list = field(default_factory=list)  # overrides of the image base (`pretrain.*`)
-    video: VideoWorldConfig = field(default_factory=VideoWorldConfig)
-    iterations: int = 4  # K
-    updates_per_iteration: int = 10  # U
-    batch_size: int = 16  # clips per update
-    sampler_steps: int = 4  # guided DDIM steps for reference clips
-    eval_per_cell: int = 2  # evaluation clips per (digit, direction) cell
-    eval_digits: int = 10  # evaluation cells: digits 0..eval_digits−1 × 4 directions
-    eval_steps: int = 8  # guided DDIM steps at evaluation
-    guidance: float = 3.0
-    gif_clips: int = 40  # clips tiled into each model's GIF (one per cell)
-
-
-# Full (sized from fwd+bwd ≈ 0.08 s and fwd ≈ 0.028 s per 8-frame clip, measured on these 2 cores
-# when quiet): motion pretraining 120 + 120 updates of 12 clips (~4 min); 160 pairs at 6 guided
-# steps (~2 min); K=4 × U=10 updates of 8 clips with 4-step guided reference clips (SePPO ~3.5 s
-# an update, ~4.5 min for all three methods); 80 evaluation clips per model at 6 steps (~2 min).
-# About 12 minutes, plus the image base if `seppo demo` has not cached it yet (~7 minutes).
-FULL = VideoDemoBudget(video=VideoWorldConfig(steps=120, strong_extra_steps=120, batch_size=12, prompts_per_cell=4,
-                                              generator_steps=6),
-                       iterations=4, updates_per_iteration=10, batch_size=8, sampler_steps=4, eval_per_cell=2,
-                       eval_steps=6)
-# Quick: the same pipeline at toy sizes on the quick image world (seppo.embedded.budget), which
-# the tests' session cache already holds.
-QUICK = VideoDemoBudget(
-    pretrain=QUICK_WORLD,
-    video=VideoWorldConfig(steps=6, strong_extra_steps=4, batch_size=4, prompts_per_cell=1, generator_steps=2,
-                           pair_digits=3),
-    iterations=2, updates_per_iteration=1, batch_size=4, sampler_steps=2, eval_per_cell=1, eval_digits=2, eval_steps=2)
-
-
-def run_config(method: str, base: Path, data: Path, out: Path, budget: VideoDemoBudget):
-    source = ["data.source=pickapic", f"data.path={data / 'train.parquet'}"] if method == "dpo" else \
-             ["data.source=imagefolder", f"data.path={data / 'winners'}"]
-    return load_config(DEMO_CONFIG, [
-        *budget.pretrain, f"method={method}", f"model.path={base}", f"model.motion_adapter={adapter_folder(base)}",
-        *source, f"data.num_frames={budget.video.num_frames}", "data.frame_stride=1",
-        f"train.iterations={budget.iterations}", f"train.updates_per_iteration={budget.updates_per_iteration}",
-        f"train.batch_size={budget.batch_size}", f"sampler.steps={budget.sampler_steps}",
-        f"sampler.guidance={budget.guidance}", "train.train_motion_only=true", "checkpoints.every=0",
-        "log.report_to=none", "log.progress=false", f"output_dir={out}", "overwrite=true"])
+def run_config(method: str, base: Path, data: Path, out: Path, budget: VideoBudget):
+    return load_config(DEMO_CONFIG, [*video_run_overrides(method, base, data, budget), f"method={method}",
+                                     f"output_dir={out}", "overwrite=true"])
 
 
 # ---------------------------------------------------------------- report pieces
@@ -112,7 +68,7 @@ def _run_stats(run_dir: Path) -> dict:
             "seconds_generating": round(sum(r.get("time_generate", 0.0) for r in rows), 1)}
 
 
-def table_markdown(results: dict, budget: VideoDemoBudget, data_stats: dict) -> str:
+def table_markdown(results: dict, budget: VideoBudget, data_stats: dict) -> str:
     def cell(r, k):
         s = r[k]
         return f"{s['mean']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}]"
@@ -140,7 +96,7 @@ def _fmt(x) -> str:
 # ---------------------------------------------------------------- the demo
 
 
-def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | None = None) -> dict:
+def run_video_demo(out: Path, quick: bool = False, budget: VideoBudget | None = None) -> dict:
     """Build the video world, train SFT/DPO/SePPO with one budget, evaluate, write a report."""
     budget = budget or (QUICK if quick else FULL)
     out = Path(out)
@@ -168,7 +124,7 @@ def run_video_demo(out: Path, quick: bool = False, budget: VideoDemoBudget | Non
 
     # 3. Evaluate base and trained models on the same prompts and noise keys, every clip a unit.
     t0 = time.time()
-    prompts = all_video_prompts(range(budget.eval_digits))
+    prompts = video_prompts(budget)
     models = {"base": folders["base"], **runs}
     result = evaluate([str(m) for m in models.values()], names=list(models), prompts=prompts, judges=list(JUDGES),
                       seeds=[0], per_prompt=budget.eval_per_cell, steps=budget.eval_steps, guidance=budget.guidance,
