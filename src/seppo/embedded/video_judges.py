@@ -221,3 +221,37 @@ class VideoAnnotator:
 
 def load_video_annotator() -> VideoAnnotator:
     return VideoAnnotator(load_annotator())
+
+
+class VideoOracleJudge:
+    """The video annotator's own utility behind the Judge protocol: the simulation's oracle,
+    which real data lacks (the video analogue of `seppo.embedded.oracle.OracleJudge`)."""
+
+    name = "video-oracle"
+    scale = ("simulation's oracle: the video annotator's own utility, which real data lacks "
+             f"(mean over frames of the image annotator's utility + {MOTION_WEIGHT:g}·centroid motion match, 0 to 1.7)")
+
+    def __init__(self, annotator: VideoAnnotator | None = None):
+        self.annotator = annotator or load_video_annotator()
+
+    def score(self, videos: Sequence, prompts: Sequence[str]) -> np.ndarray:
+        _check(videos, prompts)
+        if len(videos) == 0:
+            return np.zeros(0)
+        return self.annotator.utility(clip_arrays(videos), prompt_digits(prompts), _prompt_directions(prompts))
+
+
+class PromptMatchJudge:
+    """What a video prompt asks, from the public evaluation judges only: ½·(per-frame digit
+    judge) + ½·(motion judge), each in [0, 1]. Equal weights because the prompt names the digit
+    and the direction once each; neither the annotator's weights nor its estimators enter, so
+    a benchmark may select settings by it and still report the oracle honestly."""
+
+    name = "video-prompt"
+    scale = "½ P(prompted digit), mean over frames + ½ share of frame steps moving the prompted way, 0 to 1"
+
+    def __init__(self, digit: FrameDigitJudge | None = None, motion: MotionJudge | None = None):
+        self.digit, self.motion = digit or FrameDigitJudge(), motion or MotionJudge()
+
+    def score(self, videos: Sequence, prompts: Sequence[str]) -> np.ndarray:
+        return 0.5 * self.digit.score(videos, prompts) + 0.5 * self.motion.score(videos, prompts)

@@ -16,6 +16,8 @@ Each judge takes its weights from local paths, given as a dict whose keys are li
 | `aesthetic`   | clip, head           | processor      | openai/clip-vit-large-patch14 + sac+logos+ava1-l14-linearMSE.pth |
 | `imagereward` | model                | med_config     | ImageReward.pt (needs the `image-reward` package)   |
 | `video-digit`, `motion`, `consistency` |  |          | the moving-digits video judges (per-frame digit judge, prompted motion, consecutive-frame similarity) |
+| `video-prompt` |                     |                | ½ `video-digit` + ½ `motion`: the prompt's two asks, from public judges only (`seppo benchmark --video` selects by it) |
+| `video-oracle` |                     |                | the simulation's oracle for clips: the video annotator's own utility, which real data lacks |
 
 The loaders build a judge only when asked: fitting or loading weights happens there.
 """
@@ -28,7 +30,7 @@ from seppo.config import load_config
 from seppo.embedded import oracle
 from seppo.embedded.judge import load_digit_judge
 from seppo.embedded.preference import ensure_preference_judge
-from seppo.embedded.video_judges import FrameDigitJudge, MotionJudge, TemporalConsistency
+from seppo.embedded.video_judges import FrameDigitJudge, MotionJudge, PromptMatchJudge, TemporalConsistency, VideoOracleJudge
 from seppo.errors import ConfigError
 from seppo.judges.base import Judge
 from seppo.judges.clip import AestheticJudge, ClipScoreJudge, HPSv2Judge, ImageRewardJudge, PickScoreJudge
@@ -98,6 +100,8 @@ _JUDGES: dict[str, tuple[Callable[[Mapping[str, str], str], Judge], tuple, tuple
     "video-digit": (_video(FrameDigitJudge), (), ()),
     "motion": (_video(MotionJudge), (), ()),
     "consistency": (_video(TemporalConsistency), (), ()),
+    "video-prompt": (_video(PromptMatchJudge), (), ()),
+    "video-oracle": (_video(VideoOracleJudge), (), ()),
 }
 JUDGE_NAMES: tuple[str, ...] = tuple(_JUDGES)
 JUDGE_PATHS: dict[str, tuple[str, ...]] = {name: req + opt for name, (_, req, opt) in _JUDGES.items()}
