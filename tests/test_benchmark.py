@@ -1,25 +1,34 @@
-"""The benchmark: grid growth and selection by hand, disjoint keys, seed-level tables, one tiny run."""
+"""The benchmark: grid growth and selection by hand, disjoint keys, seed-level tables, one tiny run per world."""
 
+import base64
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from PIL import Image
 from test_report import Page, decode
 
 from seppo.benchmark import (
     FINAL_EVAL_SEED,
     VALIDATION_EVAL_SEED,
+    VIDEO_ARMS,
+    VIDEO_JUDGES,
     BenchmarkPlan,
     _evaluate_here,
     check_disjoint,
+    default_plan,
     run_benchmark,
     select,
     select_guidance,
     widen,
 )
 from seppo.benchmark_tables import arm_summary, comparisons, paired_summary, verdict
+from seppo.config import load_config
+from seppo.embedded.video_budget import QUICK as VIDEO_QUICK
 from seppo.errors import SeppoError
 from seppo.evaluate import sample_plan
 from seppo.prompts import DIGIT_PROMPTS
@@ -159,3 +168,45 @@ def test_tiny_benchmark_tunes_then_trains_every_arm_per_seed(tmp_path):
     assert {alt.split(" — ")[1].split(" ")[0] for alt in cells} >= {"base", "sft", "seppo"}
     for src, _ in parsed.images:
         decode(src)
+
+
+@pytest.mark.slow
+def test_tiny_video_benchmark_compares_every_arm_on_clips(tmp_path):
+    """`seppo benchmark --video --quick`, shrunk: every arm and judge in the table, the selected
+    settings recorded, disjoint keys, seed 0's clips side by side as 8-frame GIFs the page links."""
+    assert default_plan(video=True).seeds >= 5
+    # the quick world at its smallest: one update per run, one digit × 4 directions, one DDIM step
+    budget = dataclasses.replace(VIDEO_QUICK, iterations=1, sampler_steps=1, eval_digits=1, eval_steps=1)
+    plan = dataclasses.replace(default_plan(budget), seeds=2, lrs=[1e-3], betas=[2000.0], max_widen=0)
+    assert plan.select_judge == "video-prompt" and "video-oracle" in plan.judges  # selected by a judge that is not the oracle
+    run_benchmark(ROOT / "configs/digits-seppo.yaml", out=tmp_path, plan=plan, video=budget, jobs=2, progress=False)
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert data["selected"] == {"sft": {"train.lr": 1e-3}, "dpo": {"train.lr": 1e-3, "beta": 2000.0},
+                                "seppo": {"train.lr": 1e-3, "beta": 2000.0}}
+    assert yaml.safe_load((tmp_path / "selected.yaml").read_text()) == data["selected"]
+    cells = {(r["arm"], r["judge"]): r for r in data["summary"]}
+    assert set(cells) == {(a, j) for a in VIDEO_ARMS for j in VIDEO_JUDGES}
+    assert all(np.isfinite([r["mean"], r["lo"], r["hi"]]).all() and r["seeds"] == 2 for r in cells.values())
+    table = (tmp_path / "benchmark.md").read_text()
+    for arm in VIDEO_ARMS:
+        assert f"\n| {arm} | " in table
+    assert "| video-prompt | video-oracle | video-digit | motion | consistency |" in table
+    # the runs are the video model's, motion modules only; DPO on the pairs, the others on winners
+    run = load_config(tmp_path / "runs" / "seppo-noflip-s1" / "config.yaml")
+    assert run.train.train_motion_only and run.data.num_frames == 8 and run.flipper == "none" and run.seed == 1
+    assert run.model.motion_adapter and run.data.source == "imagefolder"
+    assert load_config(tmp_path / "runs" / "dpo-s0" / "config.yaml").data.source == "pickapic"
+    # tuning read the validation keys only: disjoint from every final key
+    validation = pd.read_parquet(tmp_path / "tuning" / "validation" / "sft-lr0.001-s1000" / "scores.parquet")
+    final = pd.read_parquet(tmp_path / "scores.parquet")
+    assert set(final["train_seed"]) == {0, 1} and not set(validation["key"]) & set(final["key"])
+    # the page: seed 0's clips of every arm, one prompt per direction, each an 8-frame GIF file it embeds and links
+    text = (tmp_path / "report.html").read_text()
+    page = Page(text)
+    gifs = sorted((tmp_path / "gifs").glob("*.gif"))
+    assert len(gifs) == 4 * len(VIDEO_ARMS)
+    for gif in gifs:
+        assert Image.open(gif).n_frames == 8
+        assert f'href="gifs/{gif.name}"' in text and base64.b64encode(gif.read_bytes()).decode() in text
+    assert {" ".join(alt.split(" — ")[0].split()[-2:]) for _, alt in page.images if " — " in alt} == {
+        "moving left", "moving right", "moving up", "moving down"}

@@ -23,12 +23,29 @@ Training seed s of every arm is evaluated on its own evaluation set (eval seed
 `FINAL_EVAL_SEED + s`), and the untrained base on all of them, so the arms are paired by
 seed: same training seed, same base, same data order, same evaluation images. Statistics
 (`seppo.benchmark_tables`) take the run as the unit.
+
+**Two worlds.** The image world (Pick-a-Digit, the config's embedded base and pairs) by default;
+with `video` (`seppo benchmark CONFIG --video`) the video world of `seppo demo --video`
+(Moving Digits: the base video model and its pairs at `seppo.embedded.video_budget.FULL`, or
+`QUICK`), every run configured by `video_run_overrides` on top of CONFIG, only the motion
+modules training, evaluated on the 40 (digit, direction) prompts. The same phases, tables and
+report; the report shows seed 0's clips of every arm side by side as animated GIFs (also
+written to `gifs/`). The video world has no learned preference judge, and the judge that
+selects must not be the oracle that is reported (tuning on the reported oracle would be
+dishonest), so it selects by `video-prompt` = ½ per-frame digit judge + ½ motion judge: the
+prompt's two asks weighted equally, from the public evaluation judges only (another classifier
+and another motion estimator than the annotator's, and not its weights); the video annotator's
+own utility (`video-oracle`) is reported beside it, labelled as the simulation's oracle, with
+`motion`, `video-digit` and `consistency`. Phase 3 (guidance) is off by default for video
+(`video_plan`), to keep the whole benchmark within 90 minutes on two cores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import shutil
 import time
 from collections import OrderedDict
@@ -43,15 +60,20 @@ from tqdm.auto import tqdm
 from seppo import paths, workers
 from seppo.benchmark_tables import write_outputs
 from seppo.config import load_config, save_config
-from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_UNIT, QUICK
+from seppo.embedded.budget import EVAL_GUIDANCE, EVAL_STEPS, IMAGE_JUDGES, IMAGE_UNIT, QUICK
+from seppo.embedded.clips import gif_bytes
 from seppo.embedded.preference import ensure_preference_judge
+from seppo.embedded.video_budget import FULL as VIDEO_FULL
+from seppo.embedded.video_budget import QUICK as VIDEO_QUICK
+from seppo.embedded.video_budget import VideoBudget, video_prompts, video_run_overrides
+from seppo.embedded.video_world import ensure_moving_digits, ensure_video_base
 from seppo.embedded.world import ensure_world
 from seppo.errors import ConfigError, SeppoError
 from seppo.evaluate import EvalResult, evaluate, sample_plan
 from seppo.methods import ARMS
 from seppo.prompts import DIGIT_PROMPTS
 from seppo.report import write_page
-from seppo.report.grid import by_sampling
+from seppo.report.grid import Comparison, by_sampling
 from seppo.report.headline import seed_headline
 from seppo.run_dir import RunDir
 
@@ -72,8 +94,8 @@ class BenchmarkPlan:
     lrs: list = field(default_factory=lambda: [1e-5, 3e-5, 1e-4, 3e-4])
     betas: list = field(default_factory=lambda: [500.0, 2000.0, 5000.0])
     max_widen: int = 2  # times a grid may grow past an edge, per setting
-    select_judge: str = "preference"
-    judges: list = field(default_factory=lambda: ["preference", "oracle", "digit", "stroke"])
+    select_judge: str = "preference"  # never the oracle: the module's docstring says why
+    judges: list = field(default_factory=lambda: list(IMAGE_JUDGES))
     validation_per_prompt: int = 10  # validation images per prompt per tuning run
     final_per_prompt: int = 10  # final images per prompt per run: the unit is the run, so 100 images per run suffice
     eval_steps: int = EVAL_STEPS
@@ -82,6 +104,21 @@ class BenchmarkPlan:
     tune: bool = True  # False: every arm at the config's own settings (no selection)
     # Evaluation scales each arm's own is selected from on validation keys (phase 3); [] skips it.
     guidances: list = field(default_factory=lambda: [2.0, 2.5, 3.0, 3.5, 4.0])
+
+
+# The video world's judges (seppo.judges.registry), the selection judge first; the oracle is reported, never selected by.
+VIDEO_JUDGES = ["video-prompt", "video-oracle", "video-digit", "motion", "consistency"]
+VIDEO_ARMS = ["base", "sft", "dpo", "seppo", "seppo-noflip"]
+
+
+def video_plan(budget: VideoBudget = VIDEO_FULL) -> BenchmarkPlan:
+    """The video benchmark's plan: the evaluation of `budget` (clips per cell, steps, guidance),
+    a grid sized so the whole benchmark fits 90 minutes on two cores at `--jobs 2` (one tuning
+    seed per point; no guidance phase). Each method's best image-world settings lie inside it."""
+    return BenchmarkPlan(seeds=5, tune_seeds=1, lrs=[1e-4, 3e-4, 1e-3], betas=[200.0, 2000.0], max_widen=1,
+                         select_judge=VIDEO_JUDGES[0], judges=list(VIDEO_JUDGES), validation_per_prompt=1,
+                         final_per_prompt=budget.eval_per_cell, eval_steps=budget.eval_steps,
+                         eval_guidance=budget.guidance, arms=list(VIDEO_ARMS), guidances=[])
 
 
 class EvalRequest(NamedTuple):
@@ -168,25 +205,48 @@ def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
 
 class Benchmark:
     def __init__(self, config: Path, overrides: Sequence[str], out: Path, plan: BenchmarkPlan, *, jobs: int = 2,
-                 quick: bool = False, progress: bool = True):
+                 quick: bool = False, progress: bool = True, video: VideoBudget | None = None):
         self.config, self.out, self.plan, self.jobs, self.progress = Path(config), Path(out), plan, jobs, progress
-        self.overrides = [*(QUICK if quick else []), *overrides]
-        self.cfg = load_config(self.config, self.overrides)
-        # The runs keep their reference samples by content in one folder (seppo.shared_samples): every
-        # SePPO-like run of a seed draws θ_0 first, whatever its settings. A user's override comes after.
-        self.run_overrides = [f"sampler.share_dir={self.out / 'reference-samples'}", *self.overrides]
+        self.video = video  # None: the image world
+        self.overrides = [*(QUICK if quick and video is None else []), *overrides]
+        self.cfg = load_config(self.config, [*(video.pretrain if video else []), *self.overrides])
+        self.start: dict[str, list[str]] = {}  # per tuned method: the world's overrides its runs start from (prepare)
         for arm in plan.arms:
             if ARMS[arm] is not None:
                 try:
                     load_config(self.config, [*self.overrides, *ARMS[arm][1]])
                 except ConfigError as e:
                     raise SeppoError(f"benchmark arm {arm}: {e}") from None
-        self.prompts = list(DIGIT_PROMPTS)
+        self.prompts = video_prompts(video) if video else list(DIGIT_PROMPTS)
         self.validation_plan = sample_plan(self.prompts, [VALIDATION_EVAL_SEED], plan.validation_per_prompt)
         self.final_plan = sample_plan(self.prompts, [FINAL_EVAL_SEED + s for s in range(plan.seeds)],
                                       plan.final_per_prompt)
         check_disjoint(self.validation_plan, self.final_plan)
         self.world_config = self.out / "world.yaml"  # names the world whose judge pairs fit the learned judge
+
+    def prepare(self) -> dict:
+        """Build the world (base, pairs, judges) once, before any run starts; returns its settings
+        as benchmark.json records them. For video, each tuned method's runs start from the video
+        model and its data (`video_run_overrides`), and `self.cfg` becomes the SePPO run's config."""
+        if self.video is None:
+            ensure_world(self.cfg, progress=self.progress)
+            save_config(self.cfg, self.world_config)
+            judge = ensure_preference_judge(self.cfg.pretrain, progress=self.progress)
+            self.base = str(paths.model_folder(self.cfg))
+            return {**_world_settings(self.cfg), "preference_judge": judge.meta}
+        folders = ensure_video_base(self.cfg.pretrain, self.video.video, progress=self.progress)
+        data, stats = ensure_moving_digits(self.cfg.pretrain, self.video.video, progress=self.progress)
+        self.base = str(folders["base"])
+        self.start = {method: video_run_overrides(method, folders["base"], data, self.video) for method in TUNED}
+        self.cfg = load_config(self.config, [*self.start["seppo"], *self.overrides])
+        return {**_world_settings(self.cfg), "unit": "clips", "video": dataclasses.asdict(self.video),
+                "moving_digits": {"folder": str(data), **stats}}
+
+    def run_overrides(self, method: str) -> list[str]:
+        """What every run of tuned method `method` starts from. The runs keep their reference samples by
+        content in one folder (seppo.shared_samples): every SePPO-like run of a seed draws θ_0 first,
+        whatever its settings. A user's override comes after the world's."""
+        return [f"sampler.share_dir={self.out / 'reference-samples'}", *self.start.get(method, []), *self.overrides]
 
     def _evaluate_many(self, requests: list[EvalRequest]) -> list[tuple]:
         """(scores, diversity) of each request: one alone in this process, several `jobs` at a
@@ -195,6 +255,7 @@ class Benchmark:
         calls = [dict(models=r.models, names=r.names, prompts=self.prompts, judges=list(r.judges), seeds=[r.eval_seed],
                       judge_paths={"preference": {"config": str(self.world_config)}}, per_prompt=r.per_prompt,
                       steps=self.plan.eval_steps, guidance=r.guidance, resolution=self.cfg.data.resolution,
+                      num_frames=self.video.video.num_frames if self.video else 0, batch_size=32 if self.video else 64,
                       out=str(r.out), progress=False, unit=list(IMAGE_UNIT))
                  for r in requests]
         if self.jobs <= 1 or len(calls) <= 1:
@@ -213,32 +274,29 @@ class Benchmark:
 
     # ─── phase 1: tuning ───
     def tune(self) -> tuple[dict[str, dict], pd.DataFrame]:
-        """Selected settings per tuned method, and every tuning run's validation score."""
-        selected, rows = {}, []
-        for method, settings in TUNED.items():
-            if not any(ARMS[a] and ARMS[a][0] == method for a in self.plan.arms):
-                continue
-            axes = {"train.lr": list(self.plan.lrs), "beta": list(self.plan.betas)}
-            axes = {s: axes[s] for s in settings}
-            widened = {s: 0 for s in settings}
-            while True:
-                points = _grid_points(axes)
-                jobs = [(self.config, [*self.run_overrides, f"method={method}", *overrides_of(p), f"seed={TUNE_SEED0 + i}"],
-                         self._tune_dir(method, p, i)) for p in points for i in range(self.plan.tune_seeds)]
-                run_all(jobs, self.jobs)
-                scores = self._validation_scores(method, points)
-                best = select(scores, settings)
-                grown = False
-                for s in settings:
-                    nxt = widen(axes[s], best[s])
-                    if nxt is not None and widened[s] < self.plan.max_widen and nxt > 0:
-                        axes[s] = sorted([*axes[s], nxt])
-                        widened[s] += 1
-                        grown = True
-                if not grown:
-                    break
-            selected[method] = best
-            rows.append(scores.assign(method=method))
+        """Selected settings per tuned method, and every tuning run's validation score. Each round
+        trains the grids of every method still growing at once (`jobs` runs at a time)."""
+        methods = [m for m in TUNED if any(ARMS[a] and ARMS[a][0] == m for a in self.plan.arms)]
+        values = {"train.lr": self.plan.lrs, "beta": self.plan.betas}
+        axes = {m: {s: list(values[s]) for s in TUNED[m]} for m in methods}
+        widened = {m: {s: 0 for s in TUNED[m]} for m in methods}
+        selected, scores, growing = {}, {}, methods
+        while growing:
+            run_all([(self.config, [*self.run_overrides(m), f"method={m}", *overrides_of(p), f"seed={TUNE_SEED0 + i}"],
+                      self._tune_dir(m, p, i)) for m in growing for p in _grid_points(axes[m])
+                     for i in range(self.plan.tune_seeds)], self.jobs)  # finished runs are kept, not trained again
+            grown = []
+            for m in growing:
+                scores[m] = self._validation_scores(m, _grid_points(axes[m]))
+                selected[m] = best = select(scores[m], TUNED[m])
+                for s in TUNED[m]:
+                    nxt = widen(axes[m][s], best[s])
+                    if nxt is not None and widened[m][s] < self.plan.max_widen and nxt > 0:
+                        axes[m][s] = sorted([*axes[m][s], nxt])
+                        widened[m][s] += 1
+                        grown.append(m)
+            growing = list(dict.fromkeys(grown))
+        rows = [scores[m].assign(method=m) for m in methods]
         grid = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         return selected, grid
 
@@ -280,12 +338,12 @@ class Benchmark:
             chosen = overrides_of(selected.get(method, {}))
             for s in range(self.plan.seeds):
                 run_dir = self.out / "runs" / f"{arm}-s{s}"
-                jobs.append((self.config, [*self.run_overrides, *chosen, *arm_overrides, f"seed={s}"], run_dir))
+                jobs.append((self.config, [*self.run_overrides(method), *chosen, *arm_overrides, f"seed={s}"], run_dir))
                 runs.setdefault(arm, []).append(run_dir)
         t0 = time.time()
         run_all(jobs, self.jobs)
         self.train_seconds = time.time() - t0
-        base = str(paths.model_folder(self.cfg))
+        base = self.base
         names = (["base"] if "base" in self.plan.arms else []) + list(runs)
         requests = [EvalRequest(([base] if "base" in self.plan.arms else []) + [str(runs[a][s]) for a in runs], names,
                                 FINAL_EVAL_SEED + s, self.plan.final_per_prompt, self.out / "eval" / f"s{s}",
@@ -298,7 +356,10 @@ class Benchmark:
         tables = []
         for s, request, (scores, diversity) in zip(seeds, requests, self._evaluate_many(requests)):
             table = scores.rename(columns={"model": "arm"})
-            tables.append(table.assign(train_seed=s, diversity=table["arm"].map(diversity), guidance=request.guidance))
+            table = table.assign(train_seed=s, guidance=request.guidance)
+            if diversity:  # the digit judge's diversity of the images; clips have none
+                table = table.assign(diversity=table["arm"].map(diversity))
+            tables.append(table)
         return pd.concat(tables, ignore_index=True)
 
     # ─── phase 3: each arm at its own guidance scale ───
@@ -306,7 +367,7 @@ class Benchmark:
         """Each arm's own evaluation scale, and every validation score it was chosen from: the
         base on its own, each tuned method on its tuning runs at the selected point (the final
         runs are never looked at); the ablation arms take their method's (SePPO's)."""
-        families = {"base": [("base", str(paths.model_folder(self.cfg)))]} if "base" in self.plan.arms else {}
+        families = {"base": [("base", self.base)]} if "base" in self.plan.arms else {}
         for method, point in selected.items():
             dirs = [self._tune_dir(method, point, i) for i in range(self.plan.tune_seeds)]
             families[method] = [(d.name, str(d)) for d in dirs]
@@ -345,7 +406,7 @@ class Benchmark:
         """The final keys' scores with every arm at its own scale: an arm whose scale is the shared
         one keeps its rows from `scores`; the others are evaluated (per seed, one set per scale)."""
         shared = self.plan.eval_guidance
-        base = str(paths.model_folder(self.cfg))
+        base = self.base
         arms = [a for a in self.plan.arms if a == "base" or a in runs]
         requests, seeds = [], []
         for s in range(self.plan.seeds):
@@ -399,24 +460,39 @@ def _grid_points(axes: dict[str, list[float]]) -> list[dict]:
 
 
 def run_benchmark(config: str | Path, overrides: Sequence[str] = (), *, out: Path, plan: BenchmarkPlan | None = None,
-                  quick: bool = False, jobs: int = 2, progress: bool = True) -> Path:
-    """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`. Its jobs'
-    worker processes are forked from a server that this ends on the way out (seppo.workers)."""
+                  quick: bool = False, jobs: int = 2, progress: bool = True, video: bool | VideoBudget = False) -> Path:
+    """Tune, train every arm × seed, evaluate, write the tables; returns `benchmark.md`. `video`:
+    in the video world (`video_plan` by default) at the budget given, or with True at the demo's
+    (`QUICK` with `quick`, else `FULL`). Its jobs' worker processes are forked from a server that
+    this ends on the way out (seppo.workers)."""
     try:
-        return _run_benchmark(config, overrides, out=out, plan=plan, quick=quick, jobs=jobs, progress=progress)
+        return _run_benchmark(config, overrides, out=out, plan=plan, quick=quick, jobs=jobs, progress=progress,
+                              video=video)
     finally:
         workers.stop()
 
 
+def _video_budget(video: bool | VideoBudget, quick: bool) -> VideoBudget | None:
+    if video is True:
+        return VIDEO_QUICK if quick else VIDEO_FULL
+    return video or None
+
+
+def default_plan(video: bool | VideoBudget = False, quick: bool = False) -> BenchmarkPlan:
+    """The plan a benchmark runs unless told otherwise: the image world's, or the video world's at its budget."""
+    budget = _video_budget(video, quick)
+    return video_plan(budget) if budget else BenchmarkPlan()
+
+
 def _run_benchmark(config: str | Path, overrides: Sequence[str], *, out: Path, plan: BenchmarkPlan | None, quick: bool,
-                   jobs: int, progress: bool) -> Path:
-    plan = plan or BenchmarkPlan()
+                   jobs: int, progress: bool, video: bool | VideoBudget) -> Path:
+    plan = plan or default_plan(video, quick)
     wall0 = time.time()
-    bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress)
+    bench = Benchmark(Path(config), overrides, Path(out), plan, jobs=jobs, quick=quick, progress=progress,
+                      video=_video_budget(video, quick))
     bench.out.mkdir(parents=True, exist_ok=True)
-    ensure_world(bench.cfg, progress=progress)  # base, pairs and judges once, before any run starts
-    save_config(bench.cfg, bench.world_config)
-    judge = ensure_preference_judge(bench.cfg.pretrain, progress=progress)
+    world = bench.prepare()  # base, pairs and judges once, before any run starts
+    world_seconds = time.time() - wall0
     if plan.tune:
         selected, grid = bench.tune()
     else:
@@ -429,12 +505,13 @@ def _run_benchmark(config: str | Path, overrides: Sequence[str], *, out: Path, p
         arm_guidance, guidance_grid = bench.guidance_of_arms(selected)
         guided = {"scores": bench.final_guided(arm_guidance, runs, scores), "arms": arm_guidance,
                   "grid": guidance_grid, "seconds": round(time.time() - t0, 1)}
-    timing = {"tune_seconds": round(tune_seconds, 1), "final_train_seconds": round(bench.train_seconds, 1),
+    timing = {"world_seconds": round(world_seconds, 1), "tune_seconds": round(tune_seconds - world_seconds, 1),
+              "final_train_seconds": round(bench.train_seconds, 1),
               **({"guidance_seconds": guided["seconds"]} if guided else {}), "total_seconds": round(time.time() - wall0, 1)}
     table = write_outputs(bench.out, scores=scores, runs=runs, selected=selected, grid=grid, plan=plan,
                           config=str(config), overrides=bench.overrides, timing=timing,
                           keys={"validation": len(bench.validation_plan), "final": len(bench.final_plan)},
-                          world={**_world_settings(bench.cfg), "preference_judge": judge.meta}, guided=guided)
+                          world=world, guided=guided)
     write_benchmark_report(bench, runs)
     return table
 
@@ -442,12 +519,42 @@ def _run_benchmark(config: str | Path, overrides: Sequence[str], *, out: Path, p
 # Under each judge's name in the report's headline.
 JUDGE_NOTES = {"preference": "learned Bradley–Terry judge (selection judge)",
                "oracle": "the annotator's own utility: the simulation's oracle", "digit": "class correctness",
-               "stroke": "the annotator's stroke term"}
+               "stroke": "the annotator's stroke term",
+               "video-prompt": "½ per-frame digit + ½ motion, public judges only (selection judge)",
+               "video-oracle": "the video annotator's own utility: the simulation's oracle",
+               "video-digit": "class correctness, mean over frames", "motion": "share of frame steps moving the prompted way",
+               "consistency": "similarity of consecutive frames"}
+
+
+def report_prompts(bench: Benchmark) -> list[str]:
+    """The side-by-side rows: the ten digits; for clips one prompt per direction (direction j with digit j)."""
+    if bench.video is None:
+        return bench.prompts
+    return [bench.prompts[4 * (j % bench.video.eval_digits) + j] for j in range(4)]  # cell 4·d + direction
+
+
+def write_gifs(comparison: Comparison, folder: Path, *, scale: int = 8) -> Comparison:
+    """Each clip of `comparison` as an animated GIF file in `folder` (`seppo.embedded.clips.gif_bytes`:
+    every frame kept), and in the comparison the same bytes, linked to their file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cells, links = [], []
+    for prompt, row in zip(comparison.rows, comparison.cells):
+        slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+        cells.append([])
+        links.append([])
+        for column, clip in zip(comparison.columns, row):
+            path = folder / f"{slug}--{column}.gif"
+            path.write_bytes(gif_bytes(clip, scale=scale))
+            cells[-1].append(path.read_bytes())
+            links[-1].append(f"{folder.name}/{path.name}")
+    return dataclasses.replace(comparison, cells=cells, links=links,
+                               caption=comparison.caption + f" Each clip is also a GIF file in {folder.name}/ (click it).")
 
 
 def write_benchmark_report(bench: Benchmark, runs: dict[str, list[Path]]) -> Path:
     """report.html: the seed-level table and verdicts first, then seed 0's final models side by
-    side (the ten prompts, the same noise in a row), their curves, pools and configs."""
+    side (the ten prompts, or for clips one prompt per direction, as GIFs also written to gifs/;
+    the same noise in a row), their curves, pools and configs."""
     data = json.loads((bench.out / "benchmark.json").read_text())
     arms = [a for a in bench.plan.arms if a == "base" or a in runs]
     headline = seed_headline(data["summary"], data["paired"], arms=arms, primary=bench.plan.select_judge,
@@ -462,14 +569,19 @@ def write_benchmark_report(bench: Benchmark, runs: dict[str, list[Path]]) -> Pat
                      + seed_headline(data["guided"]["summary"], data["guided"]["paired"], arms=arms,
                                      primary=bench.plan.select_judge, notes=JUDGE_NOTES, extra={"guidance": scales}))
     seed0 = {arm: dirs[0] for arm, dirs in runs.items()}
-    columns = {"base": (str(paths.model_folder(bench.cfg)), None)} | {arm: (str(d), None) for arm, d in seed0.items()}
-    comparison = by_sampling(columns, bench.prompts, seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
+    columns = ({"base": (bench.base, None)} if "base" in arms else {}) | {arm: (str(d), None) for arm, d in seed0.items()}
+    shown = report_prompts(bench)
+    comparison = by_sampling(columns, shown, seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
                              guidance=bench.plan.eval_guidance)
-    return write_page(bench.out / "report.html", title="seppo benchmark: Pick-a-Digit", headline=headline,
+    if bench.video is not None:
+        comparison = write_gifs(comparison, bench.out / "gifs")
+    world = "Moving Digits (video)" if bench.video is not None else "Pick-a-Digit"
+    return write_page(bench.out / "report.html", title=f"seppo benchmark: {world}", headline=headline,
                       runs={f"{arm} (seed 0)": d for arm, d in seed0.items()}, comparison=comparison,
-                      prompts=bench.prompts[:4], seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
+                      prompts=shown[:4], seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
                       guidance=bench.plan.eval_guidance,
-                      intro=f"{bench.plan.seeds} training seeds per arm; pictures and curves from seed 0's runs")
+                      intro=f"{bench.plan.seeds} training seeds per arm; "
+                            f"{'clips' if bench.video is not None else 'pictures'} and curves from seed 0's runs")
 
 
 def _world_settings(cfg) -> dict:

@@ -36,6 +36,11 @@ JUDGE_NOTES = {
     "digit": "class correctness, P(prompted digit | x) (the CLIP-score analogue)",
     "stroke": "the stroke-weight term of the annotator's taste",
     "diversity": "mean pairwise distance of digits within a class",
+    "video-prompt": "½ per-frame class correctness + ½ motion judge: the prompt's two asks from public judges (the video selection judge)",
+    "video-oracle": "the video annotator's own utility — the simulation's oracle, which real data lacks",
+    "video-digit": "class correctness, mean over the frames (aligned to the middle one)",
+    "motion": "share of frame steps moving the prompted way (phase correlation)",
+    "consistency": "mean cosine similarity of consecutive frames",
 }
 
 
@@ -218,11 +223,12 @@ def write_outputs(out: Path, *, scores: pd.DataFrame, runs: dict, selected: dict
             walls.append(RunDir(d).summary().get("wall_seconds", float("nan")))
         extra["final flip rate"][arm] = f"{np.mean(flips):.2f}" if flips else "–"
         extra["train s"][arm] = f"{np.mean(walls):.0f}"
+    unit = world.get("unit", "images")
     header = (f"# Benchmark\n\nconfig `{config}`, overrides `{' '.join(overrides) or '(none)'}`; {plan.seeds} "
               f"training seeds per arm; same updates ({world['updates']}) and examples seen "
-              f"({world['examples_seen']}) for every arm; {keys['final']} final evaluation images in all "
+              f"({world['examples_seen']}) for every arm; {keys['final']} final evaluation {unit} in all "
               f"({keys['final'] // plan.seeds} per seed set, {plan.seeds} seed sets), "
-              f"{keys['validation']} validation images per tuning run (disjoint noise keys).")
+              f"{keys['validation']} validation {unit} per tuning run (disjoint noise keys).")
     text = markdown(summary, paired, arms=arms, judges=judges, extra=extra, header=header)
     text += "\n## Selected settings\n\n" + tuning_markdown(grid, selected, plan.select_judge)
     text += ("\nThe ablation arms (indicator, no flipper, initial, latest, spin, ditto) use SePPO's selected "

@@ -146,19 +146,28 @@ def cmd_report(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from seppo.benchmark import BenchmarkPlan, run_benchmark
+    import dataclasses
 
-    guidances = getattr(args, "guidances", "none")
-    try:
-        scales = [] if guidances.strip().lower() == "none" else [float(g) for g in guidances.split(",")]
-    except ValueError:
-        raise SeppoError(f"--guidances: expected comma-separated numbers or 'none', got {guidances!r}") from None
-    plan = BenchmarkPlan(seeds=args.seeds, tune_seeds=args.tune_seeds, tune=args.tune, guidances=scales,
-                         arms=[a.strip() for a in args.arms.split(",")])
+    from seppo.benchmark import default_plan, run_benchmark
+
+    plan = default_plan(args.video, args.quick)  # the world's own grid, judges, arms and evaluation
+    given = {"seeds": args.seeds, "tune_seeds": args.tune_seeds}
+    if not args.tune:  # seppo ablate: every arm at the config's own settings, 3 seeds unless told
+        given = {**given, "tune": False, "arms": list(ARMS), "seeds": args.seeds or 3, "guidances": []}
+    if args.arms:
+        given["arms"] = [a.strip() for a in args.arms.split(",")]
+    guidances = getattr(args, "guidances", None)
+    if guidances is not None:
+        try:
+            given["guidances"] = [] if guidances.strip().lower() == "none" else [float(g) for g in guidances.split(",")]
+        except ValueError:
+            raise SeppoError(f"--guidances: expected comma-separated numbers or 'none', got {guidances!r}") from None
+    plan = dataclasses.replace(plan, **{k: v for k, v in given.items() if v is not None})
     unknown = [a for a in plan.arms if a not in ARMS]
     if unknown:
         raise SeppoError(f"--arms: unknown arm {unknown[0]!r}; choose from {', '.join(ARMS)}")
-    path = run_benchmark(args.config, args.overrides, out=Path(args.out), plan=plan, quick=args.quick, jobs=args.jobs)
+    path = run_benchmark(args.config, args.overrides, out=Path(args.out), plan=plan, quick=args.quick, jobs=args.jobs,
+                         video=args.video)
     print(f"wrote {path}")
     return 0
 
@@ -264,21 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_, seeds, tune in (
             ("benchmark", "tune each method on validation keys, then every arm × training seed; seed-level tables "
-             "and an HTML report", 8, True),
+             "and an HTML report", "8; 5 with --video", True),
             ("ablate", "every arm × training seed at the config's own settings (no tuning); seed-level tables and "
-             "an HTML report", 3, False)):
+             "an HTML report", "3", False)):
         s = _parser(sub, name, help_)
         _config_arguments(s, "YAML config of the embedded world (configs/digits-seppo.yaml)")
-        s.add_argument("--seeds", type=int, default=seeds, help="final training seeds per arm")
-        s.add_argument("--tune-seeds", type=int, default=2, help="training seeds per tuning grid point")
-        s.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
+        s.add_argument("--video", action="store_true",
+                       help="the video world of `seppo demo --video` (Moving Digits: motion modules on the config's "
+                            "image base, the 40 digit × direction prompts, the video judges) instead of Pick-a-Digit")
+        s.add_argument("--seeds", type=int, default=None, help=f"final training seeds per arm (default: {seeds})")
+        s.add_argument("--tune-seeds", type=int, default=None,
+                       help="training seeds per tuning grid point (default: 2; 1 with --video)")
+        s.add_argument("--arms", default="", help="comma-separated arms to run (default: all of " + ",".join(ARMS)
+                       + "; with --video base,sft,dpo,seppo,seppo-noflip)")
         s.add_argument("--jobs", type=int, default=2, help="training runs at a time (one thread each)")
         s.add_argument("--quick", action="store_true", help="seconds-long runs on a toy world (smoke test)")
         s.add_argument("--out", default=name, help="output folder")
         if tune:
-            s.add_argument("--guidances", default="2,2.5,3,3.5,4",
+            s.add_argument("--guidances", default=None,
                            help="comma-separated guidance scales each arm's own is chosen from on validation keys, for "
-                                "the guidance-aware table; 'none' skips that phase")
+                                "the guidance-aware table; 'none' skips that phase (default: 2,2.5,3,3.5,4; none with "
+                                "--video)")
         s.set_defaults(fn=cmd_benchmark, tune=tune)
 
     s = _parser(sub, "diagnose-flipper", "the flipper's verdicts on reference samples against a judge's")

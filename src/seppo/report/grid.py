@@ -37,6 +37,7 @@ class Comparison:
     caption: str = ""  # how the pictures were made, in words
     notes: list[list[str]] | None = None  # text under each cell (its judge score), same shape as cells
     column_notes: list[str] = field(default_factory=list)  # text under each column header
+    links: list[list[str]] | None = None  # a file each cell links to (a GIF written beside the page), same shape as cells
 
 
 def grid_html(grid: Comparison) -> str:
@@ -50,7 +51,10 @@ def grid_html(grid: Comparison) -> str:
         cells = []
         for c, picture in enumerate(grid.cells[r]):
             note = f'<div class="score">{esc(grid.notes[r][c])}</div>' if grid.notes else ""
-            cells.append(f"<td>{img(picture_uri(picture, target), f'{label} — {grid.columns[c]}')}{note}</td>")
+            picture = img(picture_uri(picture, target), f"{label} — {grid.columns[c]}")
+            if grid.links:
+                picture = f'<a href="{esc(grid.links[r][c])}">{picture}</a>'
+            cells.append(f"<td>{picture}{note}</td>")
         rows.append(f'<tr><th class="row">{esc(label)}</th>{"".join(cells)}</tr>')
     caption = f'<p class="note">{esc(grid.caption)}</p>' if grid.caption else ""
     return f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{caption}'

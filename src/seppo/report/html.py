@@ -73,7 +73,10 @@ def fit(image: Image.Image, target: int) -> Image.Image:
 
 
 def picture_uri(picture, target: int) -> str:
-    """A picture (PIL image) or a clip (list of frames) as a data URI, sized for a grid cell."""
+    """A picture (PIL image) or a clip (list of frames) as a data URI, sized for a grid cell; an
+    encoded GIF (bytes) as it is."""
+    if isinstance(picture, bytes):
+        return "data:image/gif;base64," + base64.b64encode(picture).decode("ascii")
     if isinstance(picture, (list, tuple)):
         return gif_uri([fit(f, target) for f in picture])
     return png_uri(fit(picture, target))
