@@ -190,6 +190,8 @@ def cmd_train(args) -> None:
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     video = VideoWorldConfig()
     model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video))
+    if args.pe_scale != 1.0:  # the motion modules' sinusoidal frame-position embeddings, made stronger
+        scale_frame_positions(model, args.pe_scale)
     if args.direction_scale != 1.0:  # the image base never trained the direction words' embeddings
         with torch.no_grad():
             embed = text_encoder.get_input_embeddings().weight
@@ -222,10 +224,11 @@ def cmd_train(args) -> None:
         drop = rng.per_sample_rand(seed=1000, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
         rows = [len(prompts) if dr else 4 * int(labels[i]) + list(DIRECTIONS).index(directions[w])
                 for i, w, dr in zip(pick, way, drop.tolist())]
-        if args.train == "unet+text":  # the direction tokens' embeddings train too
+        if args.train == "unet+text":  # the direction tokens' embeddings train too (from --text-from on)
             ids = tokenizer(prompts + [""], padding="max_length", max_length=tokenizer.model_max_length,
                             truncation=True, return_tensors="pt").input_ids
-            table = text_encoder(ids)[0]  # (41, L, D)
+            with torch.set_grad_enabled(step >= args.text_from):
+                table = text_encoder(ids)[0]  # (41, L, D)
         hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D)
         if args.t_high:  # a share of the clips draws t from the top half of the noise range
             losses.append(high_t_update(model, optimizer, params, scheduler, x0, hidden, step=step, indices=idx,
@@ -250,6 +253,16 @@ def cmd_train(args) -> None:
             (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=1))
             t0 = time.time() - seconds
             model.train()
+
+
+def scale_frame_positions(model, factor: float) -> int:
+    """Multiply every motion module's sinusoidal position table (a saved buffer) by `factor`."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+
+    tables = [m for n, m in model.named_modules() if "motion_modules" in n and isinstance(m, SinusoidalPositionalEmbedding)]
+    for m in tables:
+        m.pe.mul_(factor)
+    return len(tables)
 
 
 def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indices, share, lr, cap=0.0) -> float:
@@ -279,12 +292,12 @@ def sample_and_score(model, text_encoder, image_folder: Path, args, directions: 
         shutil.rmtree(folder)
     shutil.copytree(image_folder, folder)
     model.save_motion_modules(str(folder / "motion_adapter"))
-    if args.train == "unet":
+    if args.train.startswith("unet"):  # "unet" and "unet+text": the image layers trained too
         unet = UNet2DConditionModel.from_pretrained(folder / "unet")
         state = {k: v for k, v in model.state_dict().items() if "motion_modules" not in k}
         unet.load_state_dict(state, strict=True)
         unet.save_pretrained(folder / "unet")
-    if args.train == "unet+text":
+    if args.train == "unet+text" or args.direction_scale != 1.0:  # trained, or its direction words scaled
         text_encoder.save_pretrained(folder / "text_encoder")
     backbone = load_for_sampling(str(folder), num_frames=8)
     digits = [args.one_image] if args.one_image >= 0 else range(10)
@@ -314,6 +327,8 @@ def main() -> None:
     t.add_argument("--one-image", type=int, default=-1, help="train on one image of this digit")
     t.add_argument("--direction-first", action="store_true", help='prompts "moving left a handwritten digit 3"')
     t.add_argument("--direction-scale", type=float, default=1.0, help="scale the direction words' embeddings")
+    t.add_argument("--text-from", type=int, default=0, help="with unet+text: the text encoder trains from this update on")
+    t.add_argument("--pe-scale", type=float, default=1.0, help="scale the motion modules' frame-position embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
     t.add_argument("--x0-weight", type=float, default=0.0, help="with --t-high: weight min(1/SNR, this), at least 1")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
