@@ -210,7 +210,10 @@ def cmd_train(args) -> None:
     directions = args.directions.split(",") if args.directions else list(DIRECTIONS)
     prompts = [PROMPT(d, r) for d in range(10) for r in DIRECTIONS]  # 4·d + direction index
     table = text_table(tokenizer, text_encoder, prompts + [""])
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    text_ids = {id(p) for p in text_encoder.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in text_ids], "scale": 1.0},
+              {"params": [p for p in params if id(p) in text_ids], "scale": args.text_lr_scale}]
+    optimizer = ScaledAdamW([g for g in groups if g["params"]], lr=args.lr, weight_decay=0.0)
     f, losses, t0 = video.num_frames, [], time.time()
     evals = {int(e) for e in args.evals.split(",")} if args.evals else {args.steps}
     res = {"args": vars(args), "at": {}}
@@ -253,6 +256,15 @@ def cmd_train(args) -> None:
             (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=1))
             t0 = time.time() - seconds
             model.train()
+
+
+class ScaledAdamW(torch.optim.AdamW):
+    """AdamW whose groups step at `scale` × the learning rate that `optimizer_step` sets."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["lr"] *= group.get("scale", 1.0)
+        return super().step(closure)
 
 
 def scale_frame_positions(model, factor: float) -> int:
@@ -327,6 +339,7 @@ def main() -> None:
     t.add_argument("--one-image", type=int, default=-1, help="train on one image of this digit")
     t.add_argument("--direction-first", action="store_true", help='prompts "moving left a handwritten digit 3"')
     t.add_argument("--direction-scale", type=float, default=1.0, help="scale the direction words' embeddings")
+    t.add_argument("--text-lr-scale", type=float, default=1.0, help="with unet+text: the text encoder's lr, relative")
     t.add_argument("--text-from", type=int, default=0, help="with unet+text: the text encoder trains from this update on")
     t.add_argument("--pe-scale", type=float, default=1.0, help="scale the motion modules' frame-position embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
