@@ -199,7 +199,7 @@ def test_imagereward_without_its_package_is_a_one_line_model_error(monkeypatch, 
 
 def test_registry_builds_judges_and_names_bad_input(clip_dir, monkeypatch):
     assert {"digit", "preference", "oracle", "stroke", "pickscore", "clip", "hps", "hpsv2.1", "aesthetic", "imagereward",
-            "video-digit", "motion", "consistency"} == set(JUDGE_NAMES)
+            "video-digit", "motion", "consistency", "video-prompt", "video-oracle"} == set(JUDGE_NAMES)
     assert load_judge("motion").name == "motion"  # the embedded video judges need no weights
     judge = load_judge("clip", {"model": str(clip_dir)})
     assert isinstance(judge, ClipScoreJudge)
