@@ -210,3 +210,37 @@ def test_tiny_video_benchmark_compares_every_arm_on_clips(tmp_path):
         assert f'href="gifs/{gif.name}"' in text and base64.b64encode(gif.read_bytes()).decode() in text
     assert {" ".join(alt.split(" — ")[0].split()[-2:]) for _, alt in page.images if " — " in alt} == {
         "moving left", "moving right", "moving up", "moving down"}
+
+
+def test_a_run_whose_worker_server_ended_is_kept_if_finished_and_else_started_once_more(tmp_path, monkeypatch):
+    """`workers.LostServer` (exit 255: the server ended before reporting the job) is not a failed
+    run: a run that wrote its summary counts, one that did not is started again, once."""
+    from seppo import benchmark, workers
+    from seppo.run_dir import RunDir
+
+    def fake(outcomes):
+        calls = []
+
+        def run(what, log_path, fn, *args):
+            calls.append(what)
+            finished, lost = outcomes[len(calls) - 1]
+            if finished:
+                path = RunDir(tmp_path / name).summary_path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}")
+            if lost:
+                raise workers.LostServer(f"{what}: lost")
+        return run, calls
+
+    for name, outcomes, expected in [("finished-then-lost", [(True, True)], 1),
+                                     ("lost-then-finished", [(False, True), (True, False)], 2)]:
+        run, calls = fake(outcomes)
+        monkeypatch.setattr(workers, "run", run)
+        assert benchmark.train_run(Path("c.yaml"), [], tmp_path / name) == tmp_path / name
+        assert len(calls) == expected
+    name = "lost-twice"
+    run, calls = fake([(False, True), (False, True)])
+    monkeypatch.setattr(workers, "run", run)
+    with pytest.raises(workers.LostServer):
+        benchmark.train_run(Path("c.yaml"), [], tmp_path / name)
+    assert len(calls) == 2

@@ -47,6 +47,7 @@ import json
 import math
 import re
 import shutil
+import sys
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -186,12 +187,22 @@ def check_disjoint(validation: pd.DataFrame, final: pd.DataFrame) -> None:
 
 
 def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
-    """One `seppo train` in a one-thread worker process; a finished run (summary.json) is reused."""
-    if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted benchmark resumes
-        return run_dir
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    """One `seppo train` in a one-thread worker process; a finished run (summary.json) is reused.
+    A run whose worker server ended under it (`workers.LostServer`) counts if it finished, and is
+    otherwise started once more (a new server starts with it)."""
     argv = ["train", str(config), *overrides, f"output_dir={run_dir}", "overwrite=true", "log.progress=false"]
-    workers.run(f"benchmark run {run_dir.name}", run_dir.parent / f"{run_dir.name}.log", workers.run_module, "seppo", argv)
+    for attempt in (1, 2):
+        if RunDir(run_dir).summary_path.is_file():  # finished before: an interrupted benchmark resumes
+            return run_dir
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            workers.run(f"benchmark run {run_dir.name}", run_dir.parent / f"{run_dir.name}.log", workers.run_module,
+                        "seppo", argv)
+            return run_dir
+        except workers.LostServer as e:
+            if attempt == 2:
+                raise
+            print(f"{e}; starting it again", file=sys.stderr, flush=True)
     return run_dir
 
 

@@ -40,6 +40,13 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "SEPPO_THREADS": "
 PRELOAD = ["seppo.cli", "seppo.api", "seppo.train", "seppo.evaluate", "seppo.benchmark"]
 
 _start = threading.Lock()  # held while a job starts: the environment is changed meanwhile
+# multiprocessing's exit code for a job whose forkserver ended before it could report the job's
+# status (EOF on the job's sentinel): the job's own outcome is unknown, not a failure of the job.
+LOST_SERVER = 255
+
+
+class LostServer(SeppoError):
+    """The worker server ended before reporting a job's exit status (exit code 255)."""
 
 
 def run(what: str, log_path: Path, fn: Callable, *args) -> None:
@@ -53,6 +60,8 @@ def run(what: str, log_path: Path, fn: Callable, *args) -> None:
         context.set_forkserver_preload(PRELOAD)
         job.start()
     job.join()
+    if job.exitcode == LOST_SERVER:
+        raise LostServer(f"{what}: its worker server ended before reporting its exit (exit 255); see {log_path}")
     if job.exitcode != 0:
         raise SeppoError(f"{what} failed (exit {job.exitcode}); see {log_path}")
 
