@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import experiment as ex
 import numpy as np
@@ -76,8 +77,6 @@ def main() -> None:
     p.add_argument("--root", default="")
     args = p.parse_args()
     torch.set_num_threads(1)
-    import os
-
     root = args.root or f"{os.environ.get('SEPPO_CACHE', '/tmp')}/video-base-experiments"
     path = ex.RESULTS / "order-and-words.json"
     results = json.loads(path.read_text()) if path.exists() else {}

@@ -203,7 +203,6 @@ def train_run(config: Path, overrides: list[str], run_dir: Path) -> Path:
             if attempt == 2:
                 raise
             print(f"{e}; starting it again", file=sys.stderr, flush=True)
-    return run_dir
 
 
 def run_all(jobs_list: list[tuple[Path, list[str], Path]], jobs: int) -> None:
@@ -555,8 +554,9 @@ def write_gifs(comparison: Comparison, folder: Path, *, scale: int = 8) -> Compa
         links.append([])
         for column, clip in zip(comparison.columns, row):
             path = folder / f"{slug}--{column}.gif"
-            path.write_bytes(gif_bytes(clip, scale=scale))
-            cells[-1].append(path.read_bytes())
+            data = gif_bytes(clip, scale=scale)
+            path.write_bytes(data)
+            cells[-1].append(data)
             links[-1].append(f"{folder.name}/{path.name}")
     return dataclasses.replace(comparison, cells=cells, links=links,
                                caption=comparison.caption + f" Each clip is also a GIF file in {folder.name}/ (click it).")
