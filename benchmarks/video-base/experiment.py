@@ -50,6 +50,28 @@ def PROMPT(d: int, direction: str) -> str:  # noqa: N802 (set by main from --dir
     return (video_prompt_first if os.environ.get("VIDEO_BASE_DIRECTION_FIRST") else video_prompt)(d, direction)
 
 
+def FRAMES() -> int:  # noqa: N802 (set by main from --frames)
+    return int(os.environ.get("VIDEO_BASE_FRAMES", "8"))
+
+
+def ANCHOR() -> str:  # noqa: N802 (set by main from --anchor)
+    return os.environ.get("VIDEO_BASE_ANCHOR", "middle")
+
+
+def anchored_clip(image, direction: str, num_frames: int, speed: int, anchor: str) -> np.ndarray:
+    """The world's clip (`moving_clip`: the middle frame holds the digit as given), or with
+    --anchor start the same motion setting off from the digit as given (frame 0 holds it), so
+    that a direction and its opposite cover different places on the torus at 1 px a frame."""
+    from seppo.embedded.clips import DIRECTIONS, moving_clip
+
+    clip = moving_clip(image, direction, num_frames, speed)
+    if anchor == "middle":
+        return clip
+    dy, dx = DIRECTIONS[direction]
+    back = (num_frames - 1) // 2 * speed
+    return np.roll(clip, (dy * back, dx * back), axis=(1, 2))
+
+
 def image_base():
     from seppo.config import load_config
     from seppo.embedded.budget import DEMO_CONFIG
@@ -67,14 +89,27 @@ def judges():
 
 def score(clips: np.ndarray, digits: np.ndarray, directions: list[str], j: dict) -> dict:
     from seppo.embedded.clips import DIRECTIONS
-    from seppo.embedded.video_judges import temporal_consistency
+    from seppo.embedded.video_judges import centroid_steps, direction_match, temporal_consistency
 
     motion = j["motion"].score_arrays(clips, directions)
     per_way = np.stack([j["motion"].score_arrays(clips, [d] * len(clips)) for d in DIRECTIONS])  # (4, N)
+    # The per-frame judges roll every frame onto the middle frame, which holds the digit as given
+    # only in the world's clips. With --anchor start frame 0 holds it: the frame order is swapped
+    # for them (a mean over frames), and the annotator's motion term is taken on the true order.
+    swapped = clips
+    if ANCHOR() == "start":
+        order = list(range(clips.shape[1]))
+        mid = (len(order) - 1) // 2
+        order[0], order[mid] = mid, 0
+        swapped = clips[:, order]
+    w = j["annotator"].motion_weight
+    utility = (j["annotator"].utility(swapped, digits, directions)
+               + w * (direction_match(centroid_steps(clips), directions)
+                      - direction_match(centroid_steps(swapped), directions)))
     return {"n": len(clips), "motion": float(motion.mean()), "motion_any": float(per_way.max(0).mean()),
-            "digit": float(j["digit"].score_arrays(clips, digits).mean()),
+            "digit": float(j["digit"].score_arrays(swapped, digits).mean()),
             "consistency": float(temporal_consistency(clips).mean()),
-            "utility": float(j["annotator"].utility(clips, digits, directions).mean())}
+            "utility": float(utility.mean())}
 
 
 def text_table(tokenizer, text_encoder, prompts):
@@ -88,7 +123,7 @@ def text_table(tokenizer, text_encoder, prompts):
 def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n_per_way: int = 25, seed: int = 0,
               wrong: bool = False) -> dict:
     """Real clips (judge split) noised at each t in T_LEVELS; motion of the model's x̂0."""
-    from seppo.embedded.clips import DIRECTIONS, moving_clip
+    from seppo.embedded.clips import DIRECTIONS
     from seppo.embedded.digits import real_digits
 
     images, labels = real_digits("judge")
@@ -96,7 +131,7 @@ def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n
     pick = g.choice(len(images), n_per_way, replace=False)
     clips, directions, prompts = [], [], []
     for d in DIRECTIONS:
-        clips += [moving_clip(images[i], d, speed=speed) for i in pick]
+        clips += [anchored_clip(images[i], d, FRAMES(), speed, ANCHOR()) for i in pick]
         directions += [d] * n_per_way
         # wrong: the prompt names the direction a quarter turn away (the clip still moves d)
         named = list(DIRECTIONS)[(list(DIRECTIONS).index(d) + 2) % 4] if wrong else d
@@ -179,7 +214,7 @@ def cmd_train(args) -> None:
     from diffusers import UNetMotionModel
 
     from seppo import rng
-    from seppo.embedded.clips import DIRECTIONS, moving_clip
+    from seppo.embedded.clips import DIRECTIONS
     from seppo.embedded.digits import real_digits
     from seppo.embedded.pretrain import cosine_lr, ddpm_update
     from seppo.embedded.video_world import VideoWorldConfig, _load_image_parts, build_motion_adapter
@@ -187,9 +222,18 @@ def cmd_train(args) -> None:
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))
     pretrain, image = image_base()
     j = judges()
-    unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     video = VideoWorldConfig()
-    model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video))
+    if args.init:  # a second stage: go on from an earlier run's saved model (its scaled tables included)
+        from diffusers import MotionAdapter
+
+        image = {"base": Path(args.init)}
+        unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
+        model = UNetMotionModel.from_unet2d(unet, MotionAdapter.from_pretrained(image["base"] / "motion_adapter"))
+    else:
+        unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
+        model = UNetMotionModel.from_unet2d(unet, wider_motion_adapter(pretrain, args.motion_heads, args.motion_depth)
+                                            if (args.motion_heads, args.motion_depth) != (2, 1)
+                                            else build_motion_adapter(pretrain, video))
     if args.pe_scale != 1.0:  # the motion modules' sinusoidal frame-position embeddings, made stronger
         scale_frame_positions(model, args.pe_scale)
     if args.direction_scale != 1.0:  # the image base never trained the direction words' embeddings
@@ -214,7 +258,7 @@ def cmd_train(args) -> None:
     groups = [{"params": [p for p in params if id(p) not in text_ids], "scale": 1.0},
               {"params": [p for p in params if id(p) in text_ids], "scale": args.text_lr_scale}]
     optimizer = ScaledAdamW([g for g in groups if g["params"]], lr=args.lr, weight_decay=0.0)
-    f, losses, t0 = video.num_frames, [], time.time()
+    f, losses, t0 = args.frames, [], time.time()
     evals = {int(e) for e in args.evals.split(",")} if args.evals else {args.steps}
     res = {"args": vars(args), "at": {}}
     model.train()
@@ -222,7 +266,7 @@ def cmd_train(args) -> None:
         idx = list(range(step * args.batch, (step + 1) * args.batch))
         pick = rng.per_sample_randint(len(images), seed=1000, stream="flip", key=step, indices=idx).tolist()
         way = rng.per_sample_randint(len(directions), seed=1000, stream="reference", key=step, indices=idx).tolist()
-        clips = np.stack([moving_clip(images[i], directions[w], f, args.speed) for i, w in zip(pick, way)])
+        clips = np.stack([anchored_clip(images[i], directions[w], f, args.speed, args.anchor) for i, w in zip(pick, way)])
         x0 = torch.from_numpy(clips).unsqueeze(1)  # (B, 1, F, 16, 16)
         drop = rng.per_sample_rand(seed=1000, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
         rows = [len(prompts) if dr else 4 * int(labels[i]) + list(DIRECTIONS).index(directions[w])
@@ -256,6 +300,24 @@ def cmd_train(args) -> None:
             (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=1))
             t0 = time.time() - seconds
             model.train()
+
+
+def wider_motion_adapter(pretrain, heads: int, depth: int):
+    """--motion-heads / --motion-depth: build_motion_adapter's adapter with more attention heads or
+    `depth` temporal transformer layers in every motion module (output projections at zero)."""
+    from diffusers import MotionAdapter
+
+    u = pretrain.unet
+    torch.manual_seed(0)
+    adapter = MotionAdapter(block_out_channels=tuple(u.block_out_channels), motion_layers_per_block=u.layers_per_block,
+                            motion_transformer_layers_per_block=depth, motion_transformer_layers_per_mid_block=depth,
+                            motion_num_attention_heads=heads, motion_norm_num_groups=u.norm_num_groups,
+                            motion_max_seq_length=8, use_motion_mid_block=True)
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.zero_()
+    return adapter
 
 
 class ScaledAdamW(torch.optim.AdamW):
@@ -311,7 +373,7 @@ def sample_and_score(model, text_encoder, image_folder: Path, args, directions: 
         unet.save_pretrained(folder / "unet")
     if args.train == "unet+text" or args.direction_scale != 1.0:  # trained, or its direction words scaled
         text_encoder.save_pretrained(folder / "text_encoder")
-    backbone = load_for_sampling(str(folder), num_frames=8)
+    backbone = load_for_sampling(str(folder), num_frames=args.frames)
     digits = [args.one_image] if args.one_image >= 0 else range(10)
     cells = [(d, r) for d in digits for r in directions for _ in range(args.eval_per_cell)]
     prompts = [PROMPT(d, r) for d, r in cells]
@@ -344,8 +406,16 @@ def main() -> None:
     t.add_argument("--pe-scale", type=float, default=1.0, help="scale the motion modules' frame-position embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
     t.add_argument("--x0-weight", type=float, default=0.0, help="with --t-high: weight min(1/SNR, this), at least 1")
+    t.add_argument("--motion-heads", type=int, default=2, help="attention heads of every motion module")
+    t.add_argument("--motion-depth", type=int, default=1, help="temporal transformer layers in every motion module")
+    t.add_argument("--frames", type=int, default=8, help="frames per clip (the world's: 8)")
+    t.add_argument("--init", default="", help="start from this earlier run's model folder (a second stage)")
+    t.add_argument("--anchor", choices=["middle", "start"], default="middle",
+                   help="clips centred in time (the world's) or setting off from the digit as given")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
     args = p.parse_args()
+    os.environ["VIDEO_BASE_ANCHOR"] = getattr(args, "anchor", "middle")
+    os.environ["VIDEO_BASE_FRAMES"] = str(getattr(args, "frames", 8))
     if getattr(args, "direction_first", False):
         os.environ["VIDEO_BASE_DIRECTION_FIRST"] = "1"
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))

@@ -10,6 +10,9 @@
   - judge-noise: the motion judge on real clips with Gaussian pixel noise (is it robust);
   - round-trip: a video model with random motion weights, saved with `save_motion_modules` and
     reloaded by `seppo.models.load_for_sampling`: the largest output difference.
+`ways FOLDER [--digit D] [--frames F]`: 10 clips from noise per prompted direction (the evaluation sampler: 6
+  guided DDIM steps, guidance 3; digit D, or digits 0..9): for each prompted direction, the share
+  of frame steps moving each way (is the axis right, and the sign).
 `text FOLDER`: that model's own text encoder, left vs right and left vs up, per position.
 `model FOLDER` (a folder `experiment.py train` wrote; ~2 min):
   - partial DDIM: real clips noised to t0 ∈ {800, 600, 400}, then guided DDIM (25-step
@@ -195,6 +198,25 @@ def cmd_text(args) -> None:
         print(f"position {p}: left vs right {rel[0]:.3f}, left vs up {rel[1]:.3f}")
 
 
+def cmd_ways(args) -> None:
+    from seppo.embedded.clips import DIRECTIONS, clip_arrays, video_prompt
+    from seppo.embedded.video_judges import MotionJudge
+    from seppo.models import eval_seeds, load_for_sampling, sample
+
+    judge = MotionJudge()
+    backbone = load_for_sampling(args.folder, num_frames=args.frames)
+    cells = [(args.digit if args.digit >= 0 else d, r) for d in range(10) for r in DIRECTIONS]
+    prompts = [video_prompt(d, r) for d, r in cells]
+    videos = clip_arrays(sample(backbone, prompts, seeds=eval_seeds(0, len(prompts)), resolution=16, steps=6,
+                                guidance=3.0, batch_size=40))
+    prompted = np.array([r for _, r in cells])
+    print(f"== {args.folder}: where 10 clips per prompted direction move (share of frame steps)")
+    for r in DIRECTIONS:
+        clips = videos[prompted == r]
+        print(f"prompted {r:>5}: " + ", ".join(f"{w} {judge.score_arrays(clips, [w] * len(clips)).mean():.2f}"
+                                                for w in DIRECTIONS))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -203,9 +225,13 @@ def main() -> None:
     m.add_argument("folder")
     m.add_argument("--speed", type=int, default=1)
     sub.add_parser("text").add_argument("folder")
+    w = sub.add_parser("ways")
+    w.add_argument("folder")
+    w.add_argument("--digit", type=int, default=-1)
+    w.add_argument("--frames", type=int, default=8)
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))
-    {"base": cmd_base, "model": cmd_model, "text": cmd_text}[args.cmd](args)
+    {"base": cmd_base, "model": cmd_model, "text": cmd_text, "ways": cmd_ways}[args.cmd](args)
 
 
 if __name__ == "__main__":
