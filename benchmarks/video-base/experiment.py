@@ -233,7 +233,7 @@ def cmd_train(args) -> None:
         unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
         model = UNetMotionModel.from_unet2d(unet, wider_motion_adapter(pretrain, args.motion_heads, args.motion_depth)
                                             if (args.motion_heads, args.motion_depth) != (2, 1)
-                                            else build_motion_adapter(pretrain, video))
+                                            else build_motion_adapter(pretrain, video, seed=args.seed))
     if args.pe_scale != 1.0:  # the motion modules' sinusoidal frame-position embeddings, made stronger
         scale_frame_positions(model, args.pe_scale)
     if args.direction_scale != 1.0:  # the image base never trained the direction words' embeddings
@@ -264,11 +264,11 @@ def cmd_train(args) -> None:
     model.train()
     for step in range(args.steps):
         idx = list(range(step * args.batch, (step + 1) * args.batch))
-        pick = rng.per_sample_randint(len(images), seed=1000, stream="flip", key=step, indices=idx).tolist()
-        way = rng.per_sample_randint(len(directions), seed=1000, stream="reference", key=step, indices=idx).tolist()
+        pick = rng.per_sample_randint(len(images), seed=1000 + args.seed, stream="flip", key=step, indices=idx).tolist()
+        way = rng.per_sample_randint(len(directions), seed=1000 + args.seed, stream="reference", key=step, indices=idx).tolist()
         clips = np.stack([anchored_clip(images[i], directions[w], f, args.speed, args.anchor) for i, w in zip(pick, way)])
         x0 = torch.from_numpy(clips).unsqueeze(1)  # (B, 1, F, 16, 16)
-        drop = rng.per_sample_rand(seed=1000, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
+        drop = rng.per_sample_rand(seed=1000 + args.seed, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
         rows = [len(prompts) if dr else 4 * int(labels[i]) + list(DIRECTIONS).index(directions[w])
                 for i, w, dr in zip(pick, way, drop.tolist())]
         if args.train == "unet+text":  # the direction tokens' embeddings train too (from --text-from on)
@@ -279,9 +279,9 @@ def cmd_train(args) -> None:
         hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D)
         if args.t_high:  # a share of the clips draws t from the top half of the noise range
             losses.append(high_t_update(model, optimizer, params, scheduler, x0, hidden, step=step, indices=idx,
-                                        share=args.t_high, cap=args.x0_weight, lr=cosine_lr(args.lr, step, args.steps, warmup=20)))
+                                        share=args.t_high, cap=args.x0_weight, seed=1000 + args.seed, lr=cosine_lr(args.lr, step, args.steps, warmup=20)))
         else:
-            losses.append(ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=1000, step=step,
+            losses.append(ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=1000 + args.seed, step=step,
                                       indices=idx, lr=cosine_lr(args.lr, step, args.steps, warmup=20)))
         if step % 20 == 0:
             print(f"step {step} loss {np.mean(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
@@ -339,13 +339,14 @@ def scale_frame_positions(model, factor: float) -> int:
     return len(tables)
 
 
-def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indices, share, lr, cap=0.0) -> float:
+def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indices, share, lr, cap=0.0,
+                  seed=1000) -> float:
     from seppo import rng
     from seppo.backbone import per_sample_error
     from seppo.embedded.pretrain import optimizer_step
 
-    t, eps = rng.timestep_and_noise(1000, x0.shape[1:], seed=1000, key=step, indices=indices)
-    high = rng.per_sample_rand(seed=1000, stream="flipper_timestep", key=step, indices=indices) < share
+    t, eps = rng.timestep_and_noise(1000, x0.shape[1:], seed=seed, key=step, indices=indices)
+    high = rng.per_sample_rand(seed=seed, stream="flipper_timestep", key=step, indices=indices) < share
     t = torch.where(high, 500 + t // 2, t)  # U{500..999} for the chosen share
     x_t = scheduler.add_noise(x0, eps, t)
     snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
@@ -409,6 +410,7 @@ def main() -> None:
     t.add_argument("--motion-heads", type=int, default=2, help="attention heads of every motion module")
     t.add_argument("--motion-depth", type=int, default=1, help="temporal transformer layers in every motion module")
     t.add_argument("--frames", type=int, default=8, help="frames per clip (the world's: 8)")
+    t.add_argument("--seed", type=int, default=0, help="training seed: the draws' keys and the adapter's init")
     t.add_argument("--init", default="", help="start from this earlier run's model folder (a second stage)")
     t.add_argument("--anchor", choices=["middle", "start"], default="middle",
                    help="clips centred in time (the world's) or setting off from the digit as given")
