@@ -50,18 +50,11 @@ def PROMPT(d: int, direction: str) -> str:  # noqa: N802 (set by main from --dir
     return (video_prompt_first if os.environ.get("VIDEO_BASE_DIRECTION_FIRST") else video_prompt)(d, direction)
 
 
-def FRAMES() -> int:  # noqa: N802 (set by main from --frames)
-    return int(os.environ.get("VIDEO_BASE_FRAMES", "8"))
-
-
-def ANCHOR() -> str:  # noqa: N802 (set by main from --anchor)
-    return os.environ.get("VIDEO_BASE_ANCHOR", "middle")
-
-
 def anchored_clip(image, direction: str, num_frames: int, speed: int, anchor: str) -> np.ndarray:
     """The world's clip (`moving_clip`: the middle frame holds the digit as given), or with
     --anchor start the same motion setting off from the digit as given (frame 0 holds it), so
-    that a direction and its opposite cover different places on the torus at 1 px a frame."""
+    that a direction and its opposite cover different places on the torus (at 1 px a frame, or
+    with 4 frames at 2 px)."""
     from seppo.embedded.clips import DIRECTIONS, moving_clip
 
     clip = moving_clip(image, direction, num_frames, speed)
@@ -87,7 +80,7 @@ def judges():
     return {"motion": MotionJudge(), "digit": FrameDigitJudge(), "annotator": load_video_annotator()}
 
 
-def score(clips: np.ndarray, digits: np.ndarray, directions: list[str], j: dict) -> dict:
+def score(clips: np.ndarray, digits: np.ndarray, directions: list[str], j: dict, anchor: str = "middle") -> dict:
     from seppo.embedded.clips import DIRECTIONS
     from seppo.embedded.video_judges import centroid_steps, direction_match, temporal_consistency
 
@@ -97,7 +90,7 @@ def score(clips: np.ndarray, digits: np.ndarray, directions: list[str], j: dict)
     # only in the world's clips. With --anchor start frame 0 holds it: the frame order is swapped
     # for them (a mean over frames), and the annotator's motion term is taken on the true order.
     swapped = clips
-    if ANCHOR() == "start":
+    if anchor == "start":
         order = list(range(clips.shape[1]))
         mid = (len(order) - 1) // 2
         order[0], order[mid] = mid, 0
@@ -121,7 +114,7 @@ def text_table(tokenizer, text_encoder, prompts):
 
 @torch.no_grad()
 def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n_per_way: int = 25, seed: int = 0,
-              wrong: bool = False) -> dict:
+              wrong: bool = False, frames: int = 8, anchor: str = "middle") -> dict:
     """Real clips (judge split) noised at each t in T_LEVELS; motion of the model's x̂0."""
     from seppo.embedded.clips import DIRECTIONS
     from seppo.embedded.digits import real_digits
@@ -131,7 +124,7 @@ def x0_motion(model, scheduler, tokenizer, text_encoder, j, *, speed: int = 1, n
     pick = g.choice(len(images), n_per_way, replace=False)
     clips, directions, prompts = [], [], []
     for d in DIRECTIONS:
-        clips += [anchored_clip(images[i], d, FRAMES(), speed, ANCHOR()) for i in pick]
+        clips += [anchored_clip(images[i], d, frames, speed, anchor) for i in pick]
         directions += [d] * n_per_way
         # wrong: the prompt names the direction a quarter turn away (the clip still moves d)
         named = list(DIRECTIONS)[(list(DIRECTIONS).index(d) + 2) % 4] if wrong else d
@@ -231,9 +224,7 @@ def cmd_train(args) -> None:
         model = UNetMotionModel.from_unet2d(unet, MotionAdapter.from_pretrained(image["base"] / "motion_adapter"))
     else:
         unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
-        model = UNetMotionModel.from_unet2d(unet, wider_motion_adapter(pretrain, args.motion_heads, args.motion_depth)
-                                            if (args.motion_heads, args.motion_depth) != (2, 1)
-                                            else build_motion_adapter(pretrain, video, seed=args.seed))
+        model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video, seed=args.seed))
     if args.pe_scale != 1.0:  # the motion modules' sinusoidal frame-position embeddings, made stronger
         scale_frame_positions(model, args.pe_scale)
     if args.direction_scale != 1.0:  # the image base never trained the direction words' embeddings
@@ -287,11 +278,11 @@ def cmd_train(args) -> None:
             print(f"step {step} loss {np.mean(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
         if step + 1 in evals:
             seconds = time.time() - t0
+            layout = {"speed": args.speed, "frames": args.frames, "anchor": args.anchor}
             res["at"][step + 1] = row = {"train_seconds": round(seconds, 1), "loss": float(np.mean(losses[-20:])),
-                                         "x0_motion": x0_motion(model, scheduler, tokenizer, text_encoder, j,
-                                                                speed=args.speed),
+                                         "x0_motion": x0_motion(model, scheduler, tokenizer, text_encoder, j, **layout),
                                          "x0_motion_wrong_prompt": x0_motion(model, scheduler, tokenizer, text_encoder,
-                                                                             j, speed=args.speed, wrong=True)}
+                                                                             j, wrong=True, **layout)}
             row["samples"] = sample_and_score(model, text_encoder, image["base"], args, directions, j)
             print(json.dumps({step + 1: {"x0": {t: v["motion"] for t, v in row["x0_motion"].items()},
                                          "x0_wrong": {t: v["motion"] for t, v in row["x0_motion_wrong_prompt"].items()},
@@ -300,24 +291,6 @@ def cmd_train(args) -> None:
             (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=1))
             t0 = time.time() - seconds
             model.train()
-
-
-def wider_motion_adapter(pretrain, heads: int, depth: int):
-    """--motion-heads / --motion-depth: build_motion_adapter's adapter with more attention heads or
-    `depth` temporal transformer layers in every motion module (output projections at zero)."""
-    from diffusers import MotionAdapter
-
-    u = pretrain.unet
-    torch.manual_seed(0)
-    adapter = MotionAdapter(block_out_channels=tuple(u.block_out_channels), motion_layers_per_block=u.layers_per_block,
-                            motion_transformer_layers_per_block=depth, motion_transformer_layers_per_mid_block=depth,
-                            motion_num_attention_heads=heads, motion_norm_num_groups=u.norm_num_groups,
-                            motion_max_seq_length=8, use_motion_mid_block=True)
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if "proj_out" in name:
-                p.zero_()
-    return adapter
 
 
 class ScaledAdamW(torch.optim.AdamW):
@@ -381,7 +354,7 @@ def sample_and_score(model, text_encoder, image_folder: Path, args, directions: 
     t0 = time.time()
     videos = sample(backbone, prompts, seeds=eval_seeds(0, len(prompts)), resolution=16, steps=6, guidance=3.0,
                     batch_size=32)
-    out = score(clip_arrays(videos), np.array([d for d, _ in cells]), [r for _, r in cells], j)
+    out = score(clip_arrays(videos), np.array([d for d, _ in cells]), [r for _, r in cells], j, args.anchor)
     out["sample_seconds"] = round(time.time() - t0, 1)
     return out
 
@@ -407,8 +380,6 @@ def main() -> None:
     t.add_argument("--pe-scale", type=float, default=1.0, help="scale the motion modules' frame-position embeddings")
     t.add_argument("--t-high", type=float, default=0.0)
     t.add_argument("--x0-weight", type=float, default=0.0, help="with --t-high: weight min(1/SNR, this), at least 1")
-    t.add_argument("--motion-heads", type=int, default=2, help="attention heads of every motion module")
-    t.add_argument("--motion-depth", type=int, default=1, help="temporal transformer layers in every motion module")
     t.add_argument("--frames", type=int, default=8, help="frames per clip (the world's: 8)")
     t.add_argument("--seed", type=int, default=0, help="training seed: the draws' keys and the adapter's init")
     t.add_argument("--init", default="", help="start from this earlier run's model folder (a second stage)")
@@ -416,8 +387,6 @@ def main() -> None:
                    help="clips centred in time (the world's) or setting off from the digit as given")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
     args = p.parse_args()
-    os.environ["VIDEO_BASE_ANCHOR"] = getattr(args, "anchor", "middle")
-    os.environ["VIDEO_BASE_FRAMES"] = str(getattr(args, "frames", 8))
     if getattr(args, "direction_first", False):
         os.environ["VIDEO_BASE_DIRECTION_FIRST"] = "1"
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))

@@ -44,11 +44,8 @@ def main() -> None:
         trains = a["train"] + "".join(f", {label} ×{a[key]:g}" for key, label in
                                       (("pe_scale", "positions"), ("direction_scale", "direction words"))
                                       if a.get(key, 1.0) != 1.0)
-        trains += "".join(f", {label}" for key, default, label in
-                          (("motion_heads", 2, f"{a.get('motion_heads')} heads"),
-                           ("motion_depth", 1, f"{a.get('motion_depth')} temporal layers"),
-                           ("init", "", f"from {Path(a.get('init') or '.').name}"))
-                          if a.get(key, default) != default)
+        if a.get("init"):
+            trains += f", from {Path(a['init']).name}"
         if a.get("anchor", "middle") == "start":
             data += ", clips start at the digit"
         if a.get("frames", 8) != 8:
