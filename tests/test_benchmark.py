@@ -193,20 +193,20 @@ def test_tiny_video_benchmark_compares_every_arm_on_clips(tmp_path):
     assert "| video-prompt | video-oracle | video-digit | motion | consistency |" in table
     # the runs are the video model's, motion modules only; DPO on the pairs, the others on winners
     run = load_config(tmp_path / "runs" / "seppo-noflip-s1" / "config.yaml")
-    assert run.train.train_motion_only and run.data.num_frames == 8 and run.flipper == "none" and run.seed == 1
+    assert run.train.train_motion_only and run.data.num_frames == 4 and run.flipper == "none" and run.seed == 1
     assert run.model.motion_adapter and run.data.source == "imagefolder"
     assert load_config(tmp_path / "runs" / "dpo-s0" / "config.yaml").data.source == "pickapic"
     # tuning read the validation keys only: disjoint from every final key
     validation = pd.read_parquet(tmp_path / "tuning" / "validation" / "sft-lr0.001-s1000" / "scores.parquet")
     final = pd.read_parquet(tmp_path / "scores.parquet")
     assert set(final["train_seed"]) == {0, 1} and not set(validation["key"]) & set(final["key"])
-    # the page: seed 0's clips of every arm, one prompt per direction, each an 8-frame GIF file it embeds and links
+    # the page: seed 0's clips of every arm, one prompt per direction, each a 4-frame GIF file it embeds and links
     text = (tmp_path / "report.html").read_text()
     page = Page(text)
     gifs = sorted((tmp_path / "gifs").glob("*.gif"))
     assert len(gifs) == 4 * len(VIDEO_ARMS)
     for gif in gifs:
-        assert Image.open(gif).n_frames == 8
+        assert Image.open(gif).n_frames == 4
         assert f'href="gifs/{gif.name}"' in text and base64.b64encode(gif.read_bytes()).decode() in text
     assert {" ".join(alt.split(" — ")[0].split()[-2:]) for _, alt in page.images if " — " in alt} == {
         "moving left", "moving right", "moving up", "moving down"}

@@ -38,6 +38,14 @@ RESULTS = HERE / "results"
 T_LEVELS = (50, 200, 400, 600, 800, 950)
 
 
+def first_world():
+    """The video world as these experiments began: 8 frames of 1 px, positions unscaled (each
+    run's layout and options are in its arguments)."""
+    from seppo.embedded.video_world import VideoWorldConfig
+
+    return VideoWorldConfig(num_frames=8, speed=1, position_scale=1.0)
+
+
 def video_prompt_first(d: int, direction: str) -> str:
     """--direction-first: "moving left a handwritten digit 3" (8 tokens), so that every
     later position of the causal text encoder carries the direction."""
@@ -51,27 +59,21 @@ def PROMPT(d: int, direction: str) -> str:  # noqa: N802 (set by main from --dir
 
 
 def anchored_clip(image, direction: str, num_frames: int, speed: int, anchor: str) -> np.ndarray:
-    """The world's clip (`moving_clip`: the middle frame holds the digit as given), or with
-    --anchor start the same motion setting off from the digit as given (frame 0 holds it), so
-    that a direction and its opposite cover different places on the torus (at 1 px a frame, or
-    with 4 frames at 2 px)."""
-    from seppo.embedded.clips import DIRECTIONS, moving_clip
+    """The world's clip (`moving_clip`: setting off from the digit as given, frame 0 holds it), or
+    with --anchor middle the world's first layout, centred in time (the middle frame holds it)."""
+    from seppo.embedded.clips import moving_clip
 
-    clip = moving_clip(image, direction, num_frames, speed)
-    if anchor == "middle":
-        return clip
-    dy, dx = DIRECTIONS[direction]
-    back = (num_frames - 1) // 2 * speed
-    return np.roll(clip, (dy * back, dx * back), axis=(1, 2))
+    return moving_clip(image, direction, num_frames, speed, centred=anchor == "middle")
 
 
-def image_base():
+def image_base(which: str = "base"):
+    """The demo's image base (or its strong sibling) as {"base": folder}."""
     from seppo.config import load_config
     from seppo.embedded.budget import DEMO_CONFIG
     from seppo.embedded.pretrain import ensure_embedded_base
 
     pretrain = load_config(DEMO_CONFIG, []).pretrain
-    return pretrain, ensure_embedded_base(pretrain, progress=False)
+    return pretrain, {"base": ensure_embedded_base(pretrain, progress=False)[which]}
 
 
 def judges():
@@ -86,11 +88,11 @@ def score(clips: np.ndarray, digits: np.ndarray, directions: list[str], j: dict,
 
     motion = j["motion"].score_arrays(clips, directions)
     per_way = np.stack([j["motion"].score_arrays(clips, [d] * len(clips)) for d in DIRECTIONS])  # (4, N)
-    # The per-frame judges roll every frame onto the middle frame, which holds the digit as given
-    # only in the world's clips. With --anchor start frame 0 holds it: the frame order is swapped
+    # The per-frame judges roll every frame onto frame 0, which holds the digit as given in the
+    # world's clips. With --anchor middle the middle frame holds it: the frame order is swapped
     # for them (a mean over frames), and the annotator's motion term is taken on the true order.
     swapped = clips
-    if anchor == "start":
+    if anchor == "middle":
         order = list(range(clips.shape[1]))
         mid = (len(order) - 1) // 2
         order[0], order[mid] = mid, 0
@@ -174,7 +176,7 @@ def cmd_checks(args) -> None:
     from seppo.backbone import Backbone
     from seppo.embedded.clips import DIRECTIONS, clip_arrays, moving_clip
     from seppo.embedded.digits import real_digits
-    from seppo.embedded.video_world import VideoWorldConfig, _load_image_parts, build_motion_adapter
+    from seppo.embedded.video_world import _load_image_parts, build_motion_adapter
     from seppo.models import to_images
 
     pretrain, image = image_base()
@@ -183,7 +185,7 @@ def cmd_checks(args) -> None:
     directions = list(DIRECTIONS)
     g = np.random.default_rng(0)
     pick, way = g.integers(0, len(images), 64), g.integers(0, 4, 64)
-    clips = np.stack([moving_clip(images[i], directions[w]) for i, w in zip(pick, way)])
+    clips = np.stack([moving_clip(images[i], directions[w], 8, 1, centred=True) for i, w in zip(pick, way)])
     x0 = torch.from_numpy(clips).unsqueeze(1)  # (B, 1, F, 16, 16), as pretrain_motion builds it
     dirs = [directions[w] for w in way]
     bb = Backbone.__new__(Backbone)
@@ -192,7 +194,7 @@ def cmd_checks(args) -> None:
     back = clip_arrays(to_images(pixels))
     res = {"1_judge_on_training_batch": float(j["motion"].score_arrays(back, dirs).mean())}
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
-    model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, VideoWorldConfig()))
+    model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, first_world()))
     res["2_untrained_video_model_x0_motion"] = x0_motion(model, scheduler, tokenizer, text_encoder, j)
     res["2b_same_at_speed_2"] = x0_motion(model, scheduler, tokenizer, text_encoder, j, speed=2)
     print(json.dumps(res, indent=1))
@@ -210,12 +212,12 @@ def cmd_train(args) -> None:
     from seppo.embedded.clips import DIRECTIONS
     from seppo.embedded.digits import real_digits
     from seppo.embedded.pretrain import cosine_lr, ddpm_update
-    from seppo.embedded.video_world import VideoWorldConfig, _load_image_parts, build_motion_adapter
+    from seppo.embedded.video_world import _load_image_parts, build_motion_adapter
 
     torch.set_num_threads(int(os.environ.get("SEPPO_THREADS", "1")))
-    pretrain, image = image_base()
+    pretrain, image = image_base(args.image)
     j = judges()
-    video = VideoWorldConfig()
+    video = first_world()
     if args.init:  # a second stage: go on from an earlier run's saved model (its scaled tables included)
         from diffusers import MotionAdapter
 
@@ -268,12 +270,10 @@ def cmd_train(args) -> None:
             with torch.set_grad_enabled(step >= args.text_from):
                 table = text_encoder(ids)[0]  # (41, L, D)
         hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D)
-        if args.t_high:  # a share of the clips draws t from the top half of the noise range
-            losses.append(high_t_update(model, optimizer, params, scheduler, x0, hidden, step=step, indices=idx,
-                                        share=args.t_high, cap=args.x0_weight, seed=1000 + args.seed, lr=cosine_lr(args.lr, step, args.steps, warmup=20)))
-        else:
-            losses.append(ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=1000 + args.seed, step=step,
-                                      indices=idx, lr=cosine_lr(args.lr, step, args.steps, warmup=20)))
+        # --t-high: a share of the clips draws t from the top half of the noise range
+        losses.append(ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=1000 + args.seed, step=step,
+                                  indices=idx, lr=cosine_lr(args.lr, step, args.steps, warmup=20),
+                                  high_share=args.t_high, x0_cap=args.x0_weight if args.t_high else 0.0))
         if step % 20 == 0:
             print(f"step {step} loss {np.mean(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
         if step + 1 in evals:
@@ -310,22 +310,6 @@ def scale_frame_positions(model, factor: float) -> int:
     for m in tables:
         m.pe.mul_(factor)
     return len(tables)
-
-
-def high_t_update(model, optimizer, params, scheduler, x0, hidden, *, step, indices, share, lr, cap=0.0,
-                  seed=1000) -> float:
-    from seppo import rng
-    from seppo.backbone import per_sample_error
-    from seppo.embedded.pretrain import optimizer_step
-
-    t, eps = rng.timestep_and_noise(1000, x0.shape[1:], seed=seed, key=step, indices=indices)
-    high = rng.per_sample_rand(seed=seed, stream="flipper_timestep", key=step, indices=indices) < share
-    t = torch.where(high, 500 + t // 2, t)  # U{500..999} for the chosen share
-    x_t = scheduler.add_noise(x0, eps, t)
-    snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
-    weight = (1 / snr).clamp(min=1.0, max=cap) if cap else torch.ones_like(snr)  # ε-loss / SNR = x̂0-loss
-    loss = (weight * per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps)).mean()
-    return optimizer_step(optimizer, params, loss, lr=lr)
 
 
 def sample_and_score(model, text_encoder, image_folder: Path, args, directions: list[str], j: dict) -> dict:
@@ -385,6 +369,7 @@ def main() -> None:
     t.add_argument("--init", default="", help="start from this earlier run's model folder (a second stage)")
     t.add_argument("--anchor", choices=["middle", "start"], default="middle",
                    help="clips centred in time (the world's) or setting off from the digit as given")
+    t.add_argument("--image", choices=["base", "strong"], default="base", help="the image base to start from")
     t.add_argument("--evals", default="", help="steps at which to evaluate (default: the last)")
     args = p.parse_args()
     if getattr(args, "direction_first", False):

@@ -59,7 +59,7 @@ def words(backbone) -> dict:
 
 def order(backbone, speed: int) -> dict:
     images, labels = real_digits("judge")
-    clips = [moving_clip(images[i], d, 8, speed) for i in range(8) for d in DIRECTIONS]
+    clips = [moving_clip(images[i], d, 8, speed, centred=True) for i in range(8) for d in DIRECTIONS]
     prompts = [ex.PROMPT(int(labels[i]), d) for i in range(8) for d in DIRECTIONS]
     x0 = torch.from_numpy(np.stack(clips)).unsqueeze(1)  # (32, 1, 8, 16, 16)
     g, rev, out = torch.Generator().manual_seed(0), torch.arange(7, -1, -1), {}

@@ -40,12 +40,12 @@ PERPENDICULAR = {"left": "up", "right": "down", "up": "left", "down": "right"}
 
 def cmd_base(_args) -> None:
     from diffusers import UNetMotionModel
-    from experiment import image_base
+    from experiment import first_world, image_base
 
     from seppo.embedded.clips import real_clips
     from seppo.embedded.digits import digit_prompt, real_digits
     from seppo.embedded.video_judges import MotionJudge, _phase_shift, centroid_steps, direction_match
-    from seppo.embedded.video_world import VideoWorldConfig, _load_image_parts, build_motion_adapter
+    from seppo.embedded.video_world import _load_image_parts, build_motion_adapter
     from seppo.models import load_for_sampling
 
     pretrain, image = image_base()
@@ -91,7 +91,7 @@ def cmd_base(_args) -> None:
         print(f"position {p}: left vs right {left_right:.2f}, digit 3 vs 7 {three_seven:.2f}")
 
     print("== judge-noise: the motion judge (and the annotator's centroid) on noisy real clips")
-    clips, _, directions = real_clips("judge")
+    clips, _, directions = real_clips("judge", num_frames=8, speed=1)
     idx = g.choice(len(clips), 400, replace=False)
     clips, directions = clips[idx], [directions[i] for i in idx]
     for sigma in (0.0, 0.05, 0.1, 0.2):
@@ -100,7 +100,7 @@ def cmd_base(_args) -> None:
               f"centroid {direction_match(centroid_steps(noisy), directions).mean():.3f}")
 
     print("== round-trip: save_motion_modules → load_for_sampling")
-    model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, VideoWorldConfig()))
+    model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, first_world()))
     torch.manual_seed(0)
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -142,7 +142,7 @@ def cmd_model(args) -> None:
     pick = g.choice(len(images), 10, replace=False)
     clips, dirs, prompts = [], [], []
     for d in DIRECTIONS:
-        clips += [moving_clip(images[i], d, speed=args.speed) for i in pick]
+        clips += [moving_clip(images[i], d, 8, args.speed, centred=True) for i in pick]
         dirs += [d] * len(pick)
         prompts += [video_prompt(int(labels[i]), d) for i in pick]
     x0 = torch.from_numpy(np.stack(clips)).unsqueeze(1)  # (40, 1, F, 16, 16)

@@ -46,6 +46,10 @@ def main() -> None:
                                       if a.get(key, 1.0) != 1.0)
         if a.get("init"):
             trains += f", from {Path(a['init']).name}"
+        if a.get("image", "base") != "base":
+            trains += f", from the {a['image']} image base"
+        if a.get("lr", 1e-3) < 1e-3:
+            trains += f", lr {a['lr']:g}"
         if a.get("anchor", "middle") == "start":
             data += ", clips start at the digit"
         if a.get("frames", 8) != 8:

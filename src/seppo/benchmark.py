@@ -583,7 +583,8 @@ def write_benchmark_report(bench: Benchmark, runs: dict[str, list[Path]]) -> Pat
     columns = ({"base": (bench.base, None)} if "base" in arms else {}) | {arm: (str(d), None) for arm, d in seed0.items()}
     shown = report_prompts(bench)
     comparison = by_sampling(columns, shown, seed=FINAL_EVAL_SEED, steps=bench.plan.eval_steps,
-                             guidance=bench.plan.eval_guidance)
+                             guidance=bench.plan.eval_guidance,
+                             num_frames=bench.video.video.num_frames if bench.video is not None else 0)
     if bench.video is not None:
         comparison = write_gifs(comparison, bench.out / "gifs")
     world = "Moving Digits (video)" if bench.video is not None else "Pick-a-Digit"

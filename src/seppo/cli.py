@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = _parser(sub, name, help_)
         _config_arguments(s, "YAML config of the embedded world (configs/digits-seppo.yaml)")
         s.add_argument("--video", action="store_true",
-                       help="the video world of `seppo demo --video` (Moving Digits: motion modules on the config's "
+                       help="the video world of `seppo demo --video` (Moving Digits: a video model trained from the config's "
                             "image base, the 40 digit × direction prompts, the video judges) instead of Pick-a-Digit")
         s.add_argument("--seeds", type=int, default=None, help=f"final training seeds per arm (default: {seeds})")
         s.add_argument("--tune-seeds", type=int, default=None,

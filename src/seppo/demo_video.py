@@ -1,6 +1,7 @@
 """`seppo demo --video`: the embedded video default ("Moving Digits") end to end.
 
-    base video model (image base + motion modules pretrained on real moving-digit clips)
+    base video model (image base + motion modules, trained with the image layers and the text
+      encoder on real moving-digit clips; shipped prebuilt)
       → Moving-Digits pairs (base and strong generators, simulated video annotator)
       → SFT (winners), Diffusion-DPO (pairs), SePPO (winners only): same base, same budget
       → evaluation (seppo.evaluate with the registry's judges `video-digit`, `motion`,

@@ -6,9 +6,13 @@ the direction its prompt names: "a handwritten digit 3 moving left".
 Choices (ours), and why:
 - **The canvas is a torus** (`np.roll`): what leaves on the left re-enters on the right.
   Every frame then holds the whole digit, so the per-frame judges can roll each frame back
-  onto the middle frame and score which digit it is, and phase correlation measures the
+  onto the first frame and score which digit it is, and phase correlation measures the
   shift exactly (seppo.embedded.video_judges). A padded canvas would push half the digit out
   of frame after 8 pixels.
+- **A clip sets off from the digit as given** (frame 0 holds it), 4 frames at 2 px a frame.
+  Centred in time (the middle frame holding the digit, as this world had it first), a clip and
+  its opposite cover the same places on the torus, and the base video model learned the axis of
+  motion but not its sign (benchmarks/video-base/README.md §00).
 - **The prompt keeps the image prompt as its prefix** ("a handwritten digit 3" + " moving
   left", 8 tokens with bos/eos): the tiny CLIP encoder is causal, so the digit's tokens encode
   exactly as the image base learned them and only the direction tokens are new.
@@ -34,7 +38,8 @@ from seppo.embedded.digits import IMAGE_SIZE, from_pil, real_digits, to_pil
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (dy, dx), y grows downwards
 VIDEO_PROMPT = "a handwritten digit {d} moving {direction}"
-NUM_FRAMES = 8
+NUM_FRAMES = 4
+SPEED = 2  # pixels per frame
 GIF_FRAME_MS = 120
 
 
@@ -54,18 +59,21 @@ def parse_direction(prompt: str) -> str | None:
     return found[-1] if found else None
 
 
-def moving_clip(digit_image: np.ndarray, direction: str, num_frames: int = NUM_FRAMES, speed: int = 1) -> np.ndarray:
-    """(16, 16) digit → (F, 16, 16) clip sliding `speed` px/frame on a torus, centred in time:
-    frame f is shifted by (f − (F−1)//2)·speed·u, so the middle frame is the digit as given."""
+def moving_clip(digit_image: np.ndarray, direction: str, num_frames: int = NUM_FRAMES, speed: int = SPEED, *,
+                centred: bool = False) -> np.ndarray:
+    """(16, 16) digit → (F, 16, 16) clip sliding `speed` px/frame on a torus, setting off from
+    the digit as given: frame f is shifted by f·speed·u. `centred`: shifted by (f − (F−1)//2)·speed·u
+    instead, so the middle frame is the digit as given (the world's first layout, kept for
+    benchmarks/video-base)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     dy, dx = DIRECTIONS[direction]
     image = np.asarray(digit_image, dtype=np.float32)
-    offsets = (np.arange(num_frames) - (num_frames - 1) // 2) * speed
+    offsets = (np.arange(num_frames) - ((num_frames - 1) // 2 if centred else 0)) * speed
     return np.stack([np.roll(image, (dy * k, dx * k), axis=(0, 1)) for k in offsets])  # (F, 16, 16)
 
 
-def real_clips(split: str = "all", *, num_frames: int = NUM_FRAMES, speed: int = 1
+def real_clips(split: str = "all", *, num_frames: int = NUM_FRAMES, speed: int = SPEED
                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every real digit of `split` in every direction: clips (4N, F, 16, 16), digits (4N,), directions."""
     images, labels = real_digits(split)

@@ -60,13 +60,24 @@ def cosine_lr(peak: float, step: int, total: int, *, warmup: int) -> float:
 
 
 def ddpm_update(model, optimizer, params, scheduler, x0: torch.Tensor, hidden: torch.Tensor, *, seed: int, step: int,
-                indices: list[int], lr: float) -> float:
-    """One ε-prediction DDPM update, (t, ε) keyed per sample (seppo.rng); returns the loss."""
-    t, eps = rng.timestep_and_noise(scheduler.config.num_train_timesteps, x0.shape[1:], seed=seed, key=step,
-                                    indices=indices)
+                indices: list[int], lr: float, high_share: float = 0.0, x0_cap: float = 0.0) -> float:
+    """One ε-prediction DDPM update, (t, ε) keyed per sample (seppo.rng); returns the loss.
+
+    Options of the video world's motion pretraining (seppo.embedded.video_world), both off by
+    default: `high_share`, the share of samples whose t is drawn from the top half of the range
+    instead (T/2 + t/2, where the clip's layout is decided); `x0_cap`, each sample's ε-error
+    weighted by 1/SNR(t) clamped to [1, x0_cap] (1/SNR turns the ε-error into the x̂0 error)."""
+    num_t = scheduler.config.num_train_timesteps
+    t, eps = rng.timestep_and_noise(num_t, x0.shape[1:], seed=seed, key=step, indices=indices)
+    if high_share:  # its own draw; the stream is the flipper's, unused in pretraining
+        high = rng.per_sample_rand(seed=seed, stream="flipper_timestep", key=step, indices=indices) < high_share
+        t = torch.where(high, num_t // 2 + t // 2, t)
     x_t = scheduler.add_noise(x0, eps, t)
-    loss = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps).mean()
-    return optimizer_step(optimizer, params, loss, lr=lr)
+    error = per_sample_error(model(x_t, t, encoder_hidden_states=hidden).sample, eps)  # (B,)
+    if x0_cap:
+        alpha = scheduler.alphas_cumprod[t]
+        error = ((1 - alpha) / alpha).clamp(min=1.0, max=x0_cap) * error
+    return optimizer_step(optimizer, params, error.mean(), lr=lr)
 
 
 def optimizer_step(optimizer, params, loss: torch.Tensor, *, lr: float) -> float:

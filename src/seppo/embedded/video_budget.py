@@ -10,7 +10,7 @@ and `seppo benchmark --video`.
 
 Every run is `configs/digits-seppo.yaml` with the video model (`model.path=<base>`,
 `model.motion_adapter=<base>/motion_adapter`), only the motion modules training
-(`train.train_motion_only`). Winners come from the `winners/` imagefolder of GIFs; a method
+(`train.train_motion_only`), as on a real AnimateDiff model. Winners come from the `winners/` imagefolder of GIFs; a method
 that needs pairs (Diffusion-DPO) reads the pairs parquet, whose `jpg_0`/`jpg_1` hold GIF bytes
 (decoded as clips when `data.num_frames` is set for a video model).
 """
@@ -43,20 +43,17 @@ class VideoBudget:
     gif_clips: int = 40  # clips tiled into each model's GIF in the demo (one per cell)
 
 
-# Full (sized from fwd+bwd ≈ 0.08 s and fwd ≈ 0.028 s per 8-frame clip, measured on these 2 cores
-# when quiet): motion pretraining 120 + 120 updates of 12 clips (~4 min); 160 pairs at 6 guided
-# steps (~2 min); K=4 × U=10 updates of 8 clips with 4-step guided reference clips (SePPO ~3.5 s
-# an update, ~4.5 min for all three methods); 80 evaluation clips per model at 6 steps (~2 min).
-# About 12 minutes, plus the image base if `seppo demo` has not cached it yet (~7 minutes).
-FULL = VideoBudget(video=VideoWorldConfig(steps=120, strong_extra_steps=120, batch_size=12, prompts_per_cell=4,
-                                          generator_steps=6),
-                   iterations=4, updates_per_iteration=10, batch_size=8, sampler_steps=4, eval_per_cell=2,
-                   eval_steps=6)
+# Full: the video world as `VideoWorldConfig` has it (800 + 800 + 1,200 updates of 12 four-frame
+# clips, the base at 600 of the last 1,200: about 18 minutes on one thread of these 2 cores,
+# shipped prebuilt with its 160 pairs, so a fresh clone copies them); K=4 × U=10 updates of 8 clips
+# with 4-step guided reference clips per method; 80 evaluation clips per model at 6 steps.
+FULL = VideoBudget(video=VideoWorldConfig(prompts_per_cell=4), iterations=4, updates_per_iteration=10, batch_size=8,
+                   sampler_steps=4, eval_per_cell=2, eval_steps=6)
 # Quick: the same pipeline at toy sizes on the quick image world (seppo.embedded.budget), which
 # the tests' session cache already holds.
 QUICK = VideoBudget(
     pretrain=QUICK_WORLD,
-    video=VideoWorldConfig(steps=6, strong_extra_steps=4, batch_size=4, prompts_per_cell=1, generator_steps=2,
+    video=VideoWorldConfig(stage_steps=(2, 2, 4), base_at=2, batch_size=4, prompts_per_cell=2, generator_steps=2,
                            pair_digits=3),
     iterations=2, updates_per_iteration=1, batch_size=4, sampler_steps=2, eval_per_cell=1, eval_digits=2, eval_steps=2)
 

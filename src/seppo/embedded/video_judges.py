@@ -5,7 +5,7 @@ models: the evaluation `MotionJudge` uses phase correlation between consecutive 
 simulated `VideoAnnotator` uses the circular centroid's step. Both report the share of frame
 steps that move the prompted way. Clips live on a torus (seppo.embedded.clips), so both
 estimates are exact under wrap-around, and the per-frame digit judge rolls every frame onto
-the middle one first (`align_to_middle`).
+the first one, which holds a real clip's digit as given (`align_to_first`).
 
 | name     | meaning                                                          |
 |----------|------------------------------------------------------------------|
@@ -70,13 +70,13 @@ def _phase_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(blank[..., None], 0.0, _wrap(shift))
 
 
-def align_to_middle(clips: np.ndarray) -> np.ndarray:
-    """Roll every frame onto the clip's middle frame (frame (F−1)//2) by phase correlation,
-    (N, F, 16, 16) → same shape. A real clip becomes its digit F times; the per-frame judges
+def align_to_first(clips: np.ndarray) -> np.ndarray:
+    """Roll every frame onto the clip's first frame by phase correlation, (N, F, 16, 16) → same
+    shape. A real clip (`moving_clip`) becomes its digit as given F times; the per-frame judges
     then score which digit each frame shows, not where on the torus it sits."""
     clips = np.asarray(clips, dtype=np.float32)
-    middle = clips[:, (clips.shape[1] - 1) // 2][:, None]  # (N, 1, 16, 16)
-    shift = np.rint(_phase_shift(clips, np.broadcast_to(middle, clips.shape))).astype(int)  # (N, F, 2)
+    first = clips[:, :1]  # (N, 1, 16, 16)
+    shift = np.rint(_phase_shift(clips, np.broadcast_to(first, clips.shape))).astype(int)  # (N, F, 2)
     out = np.empty_like(clips)
     for n in range(clips.shape[0]):
         for f in range(clips.shape[1]):
@@ -142,7 +142,7 @@ class MotionJudge:
 
 
 class FrameDigitJudge:
-    """Evaluation: the image `DigitJudge` on every frame (aligned to the middle frame), averaged over frames."""
+    """Evaluation: the image `DigitJudge` on every frame (aligned to the first frame), averaged over frames."""
 
     name = "digit"
     scale = "probability of the prompted class, mean over frames"
@@ -154,7 +154,7 @@ class FrameDigitJudge:
         if len(clips) == 0:
             return np.zeros(0)
         n, f = clips.shape[:2]
-        frames = align_to_middle(clips).reshape(n * f, IMAGE_SIZE, IMAGE_SIZE)  # (N·F, 16, 16)
+        frames = align_to_first(clips).reshape(n * f, IMAGE_SIZE, IMAGE_SIZE)  # (N·F, 16, 16)
         return self.judge.score_arrays(frames, np.repeat(np.asarray(digits), f)).reshape(n, f).mean(axis=1)
 
     def score(self, videos: Sequence, prompts: Sequence[str]) -> np.ndarray:
@@ -208,7 +208,7 @@ class VideoAnnotator:
     def utility(self, clips: np.ndarray, digits: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         clips = np.asarray(clips, dtype=np.float32)
         n, f = clips.shape[:2]
-        frames = align_to_middle(clips).reshape(n * f, IMAGE_SIZE, IMAGE_SIZE)  # (N·F, 16, 16)
+        frames = align_to_first(clips).reshape(n * f, IMAGE_SIZE, IMAGE_SIZE)  # (N·F, 16, 16)
         per_frame = self.annotator.utility(frames, np.repeat(np.asarray(digits), f)).reshape(n, f)
         return per_frame.mean(axis=1) + self.motion_weight * direction_match(centroid_steps(clips), directions)
 

@@ -96,13 +96,14 @@ def score_judge(prompts: Sequence[str], video: bool):
 
 
 def by_sampling(models: Mapping[str, tuple[str, Path | None]], prompts: Sequence[str], *, seed: int, steps: int,
-                guidance: float, device="cpu") -> Comparison:
+                guidance: float, device="cpu", num_frames: int = 0) -> Comparison:
     """Columns {label: (MODEL, pool snapshot to load into it or None)}, rows `prompts`; picture
-    p of every column has noise key `eval_seeds(seed, len(prompts))[p]`."""
+    p of every column has noise key `eval_seeds(seed, len(prompts))[p]`. `num_frames`: the clip
+    length of video models (0: a run's own, else 8; `seppo.models.load_for_sampling`)."""
     keys = eval_seeds(seed, len(prompts))
     columns, judge, notes = {}, None, []
     for label, (spec, snapshot) in models.items():
-        backbone = load_for_sampling(spec, device=device)
+        backbone = load_for_sampling(spec, device=device, num_frames=num_frames)
         if snapshot is not None:
             load_snapshot(backbone, snapshot)
         columns[label] = sample(backbone, list(prompts), seeds=keys, resolution=default_resolution(spec, backbone),
