@@ -38,7 +38,7 @@ JUDGE_NOTES = {
     "diversity": "mean pairwise distance of digits within a class",
     "video-prompt": "½ per-frame class correctness + ½ motion judge: the prompt's two asks from public judges (the video selection judge)",
     "video-oracle": "the video annotator's own utility — the simulation's oracle, which real data lacks",
-    "video-digit": "class correctness, mean over the frames (aligned to the middle one)",
+    "video-digit": "class correctness, mean over the frames (aligned to the first one)",
     "motion": "share of frame steps moving the prompted way (phase correlation)",
     "consistency": "mean cosine similarity of consecutive frames",
 }

@@ -153,7 +153,8 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
         raise ValueError(f"video.train_layers must be 'all' or 'motion', got {video.train_layers!r}")
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video, seed=video.seed))
-    model.requires_grad_(False), text_encoder.requires_grad_(False)
+    model.requires_grad_(False)
+    text_encoder.requires_grad_(False)
     if video.train_layers == "all":
         params = list(model.parameters()) + list(text_encoder.parameters())
     else:
