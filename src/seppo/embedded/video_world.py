@@ -151,6 +151,8 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
     the strong one at its end."""
     if video.train_layers not in ("all", "motion"):
         raise ValueError(f"video.train_layers must be 'all' or 'motion', got {video.train_layers!r}")
+    if len(video.stages) != len(video.stage_steps) or not 0 < video.base_at <= video.stage_steps[-1]:
+        raise ValueError("video.stages and video.stage_steps must pair up, and 0 < video.base_at ≤ the last stage's steps")
     unet, text_encoder, tokenizer, scheduler = _load_image_parts(image["base"])
     model = UNetMotionModel.from_unet2d(unet, build_motion_adapter(pretrain, video, seed=video.seed))
     model.requires_grad_(False)
@@ -167,8 +169,10 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
     prompts = all_video_prompts()  # prompt index = 4·d + direction; "" after them
     ids = tokenizer(prompts + [""], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
-    if len(video.stages) != len(video.stage_steps) or not 0 < video.base_at <= video.stage_steps[-1]:
-        raise ValueError("video.stages and video.stage_steps must pair up, and 0 < video.base_at ≤ the last stage's steps")
+    frozen_text = None
+    if video.train_layers == "motion":  # the text encoder does not train: embed the 41 prompts once
+        with torch.no_grad():
+            frozen_text = text_encoder(ids)[0]  # (41, L, D)
     f, vseed, t0, done = video.num_frames, video.seed + VIDEO_SEED_OFFSET, time.time(), 0
     bar = tqdm(total=sum(video.stage_steps), desc="pretrain video", disable=not progress, unit="step")
     model.train()
@@ -185,7 +189,8 @@ def pretrain_motion(pretrain: PretrainConfig, video: VideoWorldConfig, image: di
             drop = rng.per_sample_rand(seed=vseed, stream="dropout", key=step, indices=idx) < video.empty_prompt_prob
             rows = [len(prompts) if dropped else 4 * int(labels[i]) + list(DIRECTIONS).index(directions[w])
                     for i, w, dropped in zip(pick, way, drop.tolist())]
-            hidden = text_encoder(ids)[0][rows].repeat_interleave(f, dim=0)  # (B·F, L, D): text per frame
+            table = frozen_text if frozen_text is not None else text_encoder(ids)[0]  # (41, L, D)
+            hidden = table[rows].repeat_interleave(f, dim=0)  # (B·F, L, D): text per frame
             loss = ddpm_update(model, optimizer, params, scheduler, x0, hidden, seed=vseed, step=step, indices=idx,
                                lr=cosine_lr(video.lr, step, steps, warmup=20), high_share=video.high_t_share,
                                x0_cap=video.x0_weight_cap)
